@@ -1,0 +1,1 @@
+"""The built-in local stack: moto plus an API Gateway emulator that runs the backend."""
