@@ -1,0 +1,622 @@
+"""The Lambda entry points (docs/internals.md): ``upload``, ``images``, ``complete``, ``delete``.
+
+Each is ``handler(event, context, environ=None)``: Lambda calls it with two arguments and the
+settings come from ``os.environ``; the local stack passes the function's environment. Events
+are API Gateway Lambda-proxy (REST) requests; ``complete`` also takes S3 ObjectCreated events.
+
+Every HTTP answer is JSON with CORS headers. Refusals are ``{"error": "<for a person>"}`` with
+a 4xx status; anything unexpected is a 500 that says only ``Internal server error`` and the
+request id, while the details go to the log. The log gets one JSON line per request with the
+request id and validated fields, never the event, its headers or the API key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import unquote_plus
+
+from . import completion, rules, storage
+from .settings import ConfigError, Settings, clients
+from .storage import ImageRecord, ImageStore
+
+__all__ = ["MAX_BODY_BYTES", "complete", "delete", "images", "upload"]
+
+logger = logging.getLogger(__name__.rpartition(".")[0] or __name__)
+logger.setLevel(logging.INFO)
+
+MAX_BODY_BYTES = 16 * 1024
+"""The largest request body read; an upload request is a few hundred bytes."""
+
+UPLOAD_MESSAGE = "Upload URL generated successfully"
+INTERNAL_ERROR = "Internal server error"
+
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+clock: Callable[[], datetime] = _now
+"""The handlers' clock; tests replace it to control ``uploadedAt``."""
+
+
+class HttpError(Exception):
+    """A refusal to answer with ``status`` and ``{"error": message, **extra}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+# --- answers -----------------------------------------------------------------------------
+
+
+def _headers(origin: str) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,X-Amz-Date,Authorization,X-Amz-Security-Token",
+        "Access-Control-Allow-Methods": "GET,POST,DELETE,OPTIONS",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if origin != "*":
+        headers["Vary"] = "Origin"
+    return headers
+
+
+def _answer(
+    status: int, body: Mapping[str, Any] | None, origin: str, request_id: str
+) -> dict[str, Any]:
+    headers = _headers(origin)
+    headers["X-Request-Id"] = request_id
+    return {
+        "statusCode": status,
+        "headers": headers,
+        "body": "" if body is None else json.dumps(body, separators=(",", ":")),
+    }
+
+
+def _log(level: int, fields: Mapping[str, Any]) -> None:
+    logger.log(
+        level,
+        json.dumps({k: v for k, v in fields.items() if v is not None}, default=str),
+    )
+
+
+# --- the request -------------------------------------------------------------------------
+
+
+def _request_id(event: Any, context: Any) -> str:
+    candidates = []
+    if isinstance(event, dict) and isinstance(event.get("requestContext"), dict):
+        candidates.append(event["requestContext"].get("requestId"))
+    candidates.append(getattr(context, "aws_request_id", None))
+    for candidate in candidates:
+        if isinstance(candidate, str) and _REQUEST_ID_RE.fullmatch(candidate):
+            return candidate
+    return str(uuid.uuid4())
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _raw_body(event: Mapping[str, Any]) -> bytes | None:
+    """The request body as bytes, refused when over MAX_BODY_BYTES or not decodable."""
+    body = event.get("body")
+    if body is None or body == "":
+        return None
+    if not isinstance(body, str):
+        raise HttpError(400, "Request body must be a JSON object")
+    too_large = HttpError(
+        413, f"Request body is too large (limit {rules.format_size(MAX_BODY_BYTES)})"
+    )
+    if event.get("isBase64Encoded"):
+        if len(body) > (MAX_BODY_BYTES * 4) // 3 + 4:
+            raise too_large
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise HttpError(400, "Request body is not valid base64") from None
+    else:
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+        try:
+            raw = body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HttpError(400, "Request body must be UTF-8 JSON") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise too_large
+    return raw
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise HttpError(400, "Request body must be a JSON object")
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise HttpError(400, "Request body must be UTF-8 JSON") from None
+    except (ValueError, RecursionError):
+        raise HttpError(400, "Request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, "Request body must be a JSON object")
+    return value
+
+
+def _query(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = event.get("queryStringParameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise HttpError(400, "Malformed query string")
+    return params
+
+
+def _image_id(params: Mapping[str, str]) -> str:
+    image_id = params.get("imageId")
+    if not rules.is_image_id(image_id):
+        raise HttpError(400, "Invalid image id: expected the imageId of an upload")
+    return str(image_id)
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """What a route gets: the settings, clients, parsed parameters and the log fields to fill."""
+
+    settings: Settings
+    s3: Any
+    store: ImageStore
+    event: Mapping[str, Any]
+    params: dict[str, str]
+    request_id: str
+    log: dict[str, Any]
+
+    def image_json(self, record: ImageRecord) -> dict[str, Any]:
+        """An image as the API shows it (the original fields, plus sha256 when known)."""
+        image: dict[str, Any] = {
+            "imageId": record.image_id,
+            "fileName": record.file_name,
+            "fileUrl": storage.presign_download(
+                self.s3,
+                bucket=self.settings.bucket_name,
+                key=record.s3_key,
+                expires_in=self.settings.download_url_expiry_seconds,
+                content_type=record.file_type,
+            ),
+            "fileType": record.file_type,
+            "fileSize": record.file_size,
+            "uploadedAt": record.uploaded_at,
+        }
+        if record.sha256:
+            image["sha256"] = record.sha256
+        return image
+
+
+Route = Callable[[Request], tuple[int, dict[str, Any]]]
+
+
+def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
+    settings = req.settings
+    upload = rules.validate_upload_request(
+        _json_object(_raw_body(req.event)), settings.max_upload_bytes
+    )
+    now = clock()
+    image_id = rules.new_image_id()
+    record = ImageRecord(
+        image_id=image_id,
+        file_name=upload.file_name,
+        s3_key=rules.object_key(image_id, upload.file_name),
+        file_type=upload.file_type,
+        file_size=upload.file_size,
+        status=storage.PENDING,
+        created_at=rules.format_timestamp(now),
+        sha256=upload.sha256,
+        purge_at=int(now.timestamp()) + settings.pending_ttl_seconds,
+    )
+    req.log.update(
+        imageId=image_id, fileType=upload.file_type, fileSize=upload.file_size
+    )
+    req.store.create_pending(record)
+    upload_url, upload_headers = storage.presign_upload(
+        req.s3,
+        bucket=settings.bucket_name,
+        key=record.s3_key,
+        content_type=upload.content_type,
+        content_length=upload.file_size,
+        sha256_hex=upload.sha256,
+        expires_in=settings.url_expiry_seconds,
+    )
+    file_url = storage.presign_download(
+        req.s3,
+        bucket=settings.bucket_name,
+        key=record.s3_key,
+        expires_in=settings.download_url_expiry_seconds,
+        content_type=upload.file_type,
+    )
+    return 200, {
+        "message": UPLOAD_MESSAGE,
+        "imageId": image_id,
+        "uploadUrl": upload_url,
+        "uploadHeaders": upload_headers,
+        "fileUrl": file_url,
+        "expiresAt": rules.format_timestamp(
+            now + timedelta(seconds=settings.url_expiry_seconds)
+        ),
+    }
+
+
+def _route_list(req: Request) -> tuple[int, dict[str, Any]]:
+    query = _query(req.event)
+    limit = rules.parse_limit(query.get("limit"))
+    raw_cursor = query.get("cursor")
+    start_key = None if raw_cursor in (None, "") else rules.decode_cursor(raw_cursor)
+    records, next_key = req.store.list_ready(limit=limit, start_key=start_key)
+    images = [req.image_json(record) for record in records]
+    req.log.update(count=len(images))
+    return 200, {
+        "images": images,
+        "count": len(images),
+        "nextCursor": None if next_key is None else rules.encode_cursor(next_key),
+    }
+
+
+def _route_get(req: Request) -> tuple[int, dict[str, Any]]:
+    image_id = _image_id(req.params)
+    req.log.update(imageId=image_id)
+    record = req.store.get(image_id)
+    if record is None or record.status != storage.READY:
+        raise HttpError(404, "Image not found", imageId=image_id)
+    return 200, req.image_json(record)
+
+
+def _route_complete(req: Request) -> tuple[int, dict[str, Any]]:
+    image_id = _image_id(req.params)
+    req.log.update(imageId=image_id)
+    _raw_body(req.event)  # no body is needed, but an oversized one is still refused
+    record = req.store.get(image_id)
+    if record is None:
+        raise HttpError(404, "Image not found", imageId=image_id)
+    outcome = _complete(req.settings, req.s3, req.store, record, from_event=False)
+    req.log.update(outcome=outcome.kind, reason=outcome.record.reason)
+    return _outcome_answer(req, outcome)
+
+
+def _outcome_answer(
+    req: Request, outcome: completion.Outcome
+) -> tuple[int, dict[str, Any]]:
+    record = outcome.record
+    if outcome.kind == "ready":
+        return 200, {**req.image_json(record), "status": storage.READY}
+    if outcome.kind == "not_arrived":
+        raise HttpError(
+            409,
+            "The file has not been uploaded yet: PUT it to uploadUrl, then complete again",
+            imageId=record.image_id,
+            status=record.status,
+        )
+    if outcome.kind == "gone":
+        raise HttpError(404, "Image not found", imageId=record.image_id)
+    raise HttpError(
+        outcome.status,
+        f"Upload rejected. {record.reason}",
+        imageId=record.image_id,
+        status=storage.REJECTED,
+        reason=record.reason,
+    )
+
+
+def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
+    image_id = _image_id(req.params)
+    req.log.update(imageId=image_id)
+    record = req.store.delete(image_id)
+    if record is None:
+        raise HttpError(404, "Image not found", imageId=image_id)
+    storage.delete_object(req.s3, bucket=req.settings.bucket_name, key=record.s3_key)
+    return 200, {"message": "Image deleted", "imageId": image_id}
+
+
+# (method, resource template, route); the path regex is derived from the template.
+_ROUTES: dict[str, list[tuple[str, str, Route]]] = {
+    "upload": [("POST", "/upload", _route_upload)],
+    "images": [
+        ("GET", "/images", _route_list),
+        ("GET", "/images/{imageId}", _route_get),
+    ],
+    "complete": [("POST", "/images/{imageId}/complete", _route_complete)],
+    "delete": [("DELETE", "/images/{imageId}", _route_delete)],
+}
+_ALL_TEMPLATES = {template for routes in _ROUTES.values() for _, template, _ in routes}
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    # An optional leading stage segment ("/v1/upload"), then the template, then an optional "/".
+    body = re.escape(template).replace(re.escape("{imageId}"), "(?P<imageId>[^/]+)")
+    return re.compile(rf"(?:/[^/]+)?{body}/?")
+
+
+_TEMPLATE_RES = {template: _template_regex(template) for template in _ALL_TEMPLATES}
+
+
+def _match(
+    event: Mapping[str, Any], function: str
+) -> tuple[str, str, Route, dict[str, str]]:
+    """The (method, template, route, path parameters) that the event asks this function for."""
+    method = event.get("httpMethod")
+    if not isinstance(method, str):
+        raise HttpError(400, "Not an API Gateway request")
+    method = method.upper()
+    template: str | None = None
+    params: dict[str, str] = {}
+    resource = event.get("resource")
+    if isinstance(resource, str) and resource in _ALL_TEMPLATES:
+        template = resource
+        given = event.get("pathParameters")
+        if isinstance(given, dict) and isinstance(given.get("imageId"), str):
+            params["imageId"] = given["imageId"]
+    if template is None or ("{imageId}" in template and not params):
+        path = event.get("path")
+        if not isinstance(path, str):
+            raise HttpError(404, "Not found")
+        # Longest template first, so ".../complete" is not read as an image id "complete".
+        for candidate in sorted(_ALL_TEMPLATES, key=len, reverse=True):
+            found = _TEMPLATE_RES[candidate].fullmatch(path)
+            if found:
+                template = candidate
+                params = dict(found.groupdict())
+                break
+        else:
+            raise HttpError(404, "Not found")
+    allowed = [m for m, t, _ in _ROUTES[function] if t == template]
+    for route_method, route_template, route in _ROUTES[function]:
+        if route_template == template and route_method == method:
+            return method, template, route, params
+    if allowed:
+        raise HttpError(
+            405,
+            f"Method {method} is not allowed here",
+            headers={"Allow": ",".join(allowed)},
+        )
+    raise HttpError(404, "Not found")
+
+
+def _serve(
+    function: str, event: Any, context: Any, environ: Mapping[str, str] | None
+) -> dict[str, Any]:
+    started = time.monotonic()
+    env = os.environ if environ is None else environ
+    request_id = _request_id(event, context)
+    origin = (env.get("ALLOWED_ORIGIN") or "*").strip() or "*"
+    fields: dict[str, Any] = {
+        "event": "request",
+        "function": function,
+        "requestId": request_id,
+    }
+    status = 500
+    try:
+        if not isinstance(event, dict):
+            raise HttpError(400, "Not an API Gateway request")
+        if str(event.get("httpMethod", "")).upper() == "OPTIONS":
+            fields.update(method="OPTIONS")
+            status = 204
+            return _answer(204, None, origin, request_id)
+        method, template, route, params = _match(event, function)
+        fields.update(method=method, route=template)
+        settings = Settings.from_environ(env)
+        origin = settings.allowed_origin
+        connection = clients(settings.connection)
+        req = Request(
+            settings=settings,
+            s3=connection.s3,
+            store=ImageStore(connection.dynamodb, settings.table_name),
+            event=event,
+            params=params,
+            request_id=request_id,
+            log=fields,
+        )
+        status, body = route(req)
+        return _answer(status, body, origin, request_id)
+    except rules.ValidationError as exc:
+        status = exc.status
+        body = {"error": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        fields.update(error=exc.message)
+        return _answer(status, body, origin, request_id)
+    except HttpError as exc:
+        status = exc.status
+        fields.update(error=exc.message)
+        answer = _answer(
+            status, {"error": exc.message, **exc.extra}, origin, request_id
+        )
+        answer["headers"].update(exc.headers)
+        return answer
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any fault into a 500
+        status = 500
+        _log(logging.ERROR, _error_fields(fields, exc))
+        return _answer(
+            500, {"error": INTERNAL_ERROR, "requestId": request_id}, origin, request_id
+        )
+    finally:
+        fields.update(
+            status=status, durationMs=round((time.monotonic() - started) * 1000, 1)
+        )
+        _log(logging.INFO if status < 500 else logging.ERROR, fields)
+
+
+def _error_fields(fields: Mapping[str, Any], exc: BaseException) -> dict[str, Any]:
+    kind = "configuration" if isinstance(exc, ConfigError) else "unexpected"
+    return {
+        **fields,
+        "event": "error",
+        "kind": kind,
+        "errorType": type(exc).__name__,
+        "error": str(exc)[:1000],
+        "traceback": traceback.format_exc(limit=20)[-4000:],
+    }
+
+
+def _complete(
+    settings: Settings,
+    s3: Any,
+    store: ImageStore,
+    record: ImageRecord,
+    *,
+    from_event: bool,
+) -> completion.Outcome:
+    return completion.complete(
+        s3,
+        store,
+        bucket=settings.bucket_name,
+        record=record,
+        max_bytes=settings.max_upload_bytes,
+        now=clock(),
+        pending_ttl_seconds=settings.pending_ttl_seconds,
+        from_event=from_event,
+    )
+
+
+# --- S3 events ---------------------------------------------------------------------------
+
+
+def _object_created(
+    settings: Settings, s3: Any, store: ImageStore, key: str
+) -> dict[str, Any]:
+    """Complete the upload that wrote ``key``; delete an object under images/ with no record."""
+    parts = key.split("/")
+    if parts[0] != "images" or len(parts) < 2:
+        return {"outcome": "ignored"}
+    image_id = parts[1]
+    record = store.get(image_id) if rules.is_image_id(image_id) else None
+    if record is None or record.s3_key != key:
+        storage.delete_object(s3, bucket=settings.bucket_name, key=key)
+        return {
+            "outcome": "deleted_orphan",
+            "imageId": image_id if rules.is_image_id(image_id) else None,
+        }
+    outcome = _complete(settings, s3, store, record, from_event=True)
+    return {
+        "outcome": outcome.kind,
+        "imageId": image_id,
+        "reason": outcome.record.reason,
+    }
+
+
+def _serve_s3_event(
+    event: Mapping[str, Any], context: Any, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Run the completion check for each ObjectCreated record of an S3 event.
+
+    A bad upload never makes this raise (S3 would only retry it); an unexpected failure does,
+    after every record was tried, so that Lambda retries the event (the check is idempotent).
+    """
+    request_id = _request_id(event, context)
+    settings = Settings.from_environ(environ)
+    connection = clients(settings.connection)
+    store = ImageStore(connection.dynamodb, settings.table_name)
+    results: list[dict[str, Any]] = []
+    failures = 0
+    for position, entry in enumerate(event.get("Records") or []):
+        started = time.monotonic()
+        fields: dict[str, Any] = {
+            "event": "s3",
+            "function": "complete",
+            "requestId": request_id,
+            "record": position,
+        }
+        try:
+            result = _s3_record(settings, connection.s3, store, entry)
+        except Exception as exc:  # noqa: BLE001 - try every record, then raise (below)
+            failures += 1
+            result = {"outcome": "error"}
+            _log(logging.ERROR, _error_fields(fields, exc))
+        fields.update(result, durationMs=round((time.monotonic() - started) * 1000, 1))
+        _log(logging.INFO if result["outcome"] != "error" else logging.ERROR, fields)
+        results.append(result)
+    if failures:
+        raise RuntimeError(
+            f"{failures} of {len(results)} S3 records failed (request {request_id})"
+        )
+    return {"requestId": request_id, "results": results}
+
+
+def _s3_record(
+    settings: Settings, s3: Any, store: ImageStore, entry: Any
+) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        return {"outcome": "ignored"}
+    name = entry.get("eventName")
+    if isinstance(name, str) and not name.startswith("ObjectCreated"):
+        return {"outcome": "ignored"}
+    s3_part = entry.get("s3")
+    if not isinstance(s3_part, dict):
+        return {"outcome": "ignored"}
+    bucket = (s3_part.get("bucket") or {}).get("name")
+    raw_key = (s3_part.get("object") or {}).get("key")
+    if not isinstance(raw_key, str) or not raw_key:
+        return {"outcome": "ignored"}
+    if bucket is not None and bucket != settings.bucket_name:
+        return {"outcome": "ignored", "bucketMismatch": True}
+    return _object_created(settings, s3, store, unquote_plus(raw_key))
+
+
+# --- entry points ------------------------------------------------------------------------
+
+
+def upload(
+    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``POST /upload``: validate the request, record it pending, presign the PUT."""
+    return _serve("upload", event, context, environ)
+
+
+def images(
+    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``GET /images`` (newest first, ready only, cursor pagination) and ``GET /images/{imageId}``."""
+    return _serve("images", event, context, environ)
+
+
+def complete(
+    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``POST /images/{imageId}/complete``, and S3 ObjectCreated events for ``images/``."""
+    if isinstance(event, dict) and isinstance(event.get("Records"), list):
+        return _serve_s3_event(
+            event, context, os.environ if environ is None else environ
+        )
+    return _serve("complete", event, context, environ)
+
+
+def delete(
+    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``DELETE /images/{imageId}``: the record, then the object."""
+    return _serve("delete", event, context, environ)

@@ -1,0 +1,480 @@
+"""The rules of the system, in one place, for both sides: pure functions of the standard library.
+
+The Lambda handlers validate every request with them, and the CLI imports the same module for
+its checks before any request (allowed types, size limit, format sniffing), so that a rule has
+exactly one implementation. Nothing here does I/O or reads the environment.
+
+Every refusal is a :class:`ValidationError` carrying the HTTP status it deserves and a message
+written for a person; the handlers turn it into ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import unicodedata
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+__all__ = [
+    "ALLOWED_TYPES",
+    "CURSOR_KEYS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_PAGE_SIZE",
+    "EXTENSIONS",
+    "GALLERY_PARTITION",
+    "MAX_CURSOR_CHARS",
+    "MAX_FILE_NAME_CHARS",
+    "MAX_KEY_NAME_CHARS",
+    "MAX_PAGE_SIZE",
+    "SAFE_NAME_PATTERN",
+    "SNIFF_BYTES",
+    "TYPE_LABELS",
+    "UploadRequest",
+    "ValidationError",
+    "decode_cursor",
+    "encode_cursor",
+    "format_size",
+    "format_timestamp",
+    "is_image_id",
+    "is_timestamp",
+    "new_image_id",
+    "normalise_type",
+    "object_key",
+    "parse_limit",
+    "sanitise_name",
+    "sniff_type",
+    "validate_file_name",
+    "validate_file_size",
+    "validate_file_type",
+    "validate_sha256",
+    "validate_upload_request",
+]
+
+# --- types and sizes ---------------------------------------------------------------------
+
+ALLOWED_TYPES: frozenset[str] = frozenset(
+    {"image/jpeg", "image/png", "image/gif", "image/webp"}
+)
+"""The canonical media types an upload may have. SVG is refused: it is a document that runs scripts."""
+
+_TYPE_ALIASES = {"image/jpg": "image/jpeg"}
+
+TYPE_LABELS: Mapping[str, str] = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WebP",
+}
+
+EXTENSIONS: Mapping[str, str] = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
+
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+
+MAX_FILE_NAME_CHARS = 255
+"""The longest ``fileName`` accepted, in characters (the common file-system limit)."""
+
+MAX_KEY_NAME_CHARS = 128
+"""The longest name segment :func:`sanitise_name` produces, extension included."""
+
+_MAX_EXTENSION_CHARS = 10
+
+SNIFF_BYTES = 12
+"""How many leading bytes of a file :func:`sniff_type` needs (WebP: ``RIFF`` size ``WEBP``)."""
+
+# --- listing -----------------------------------------------------------------------------
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+GALLERY_PARTITION = "ready"
+"""The constant partition value of the sparse ``ReadyByDate`` index (attribute ``galleryPk``)."""
+
+CURSOR_KEYS: frozenset[str] = frozenset({"galleryPk", "imageId", "uploadedAt"})
+"""The attributes of a ``ReadyByDate`` LastEvaluatedKey: the table key plus the index key."""
+
+MAX_CURSOR_CHARS = 400
+
+
+class ValidationError(ValueError):
+    """A request or value that the rules refuse.
+
+    ``status`` is the HTTP status to answer with (400, 413, 422...), ``message`` a sentence for a
+    person, ``field`` the request field at fault when there is one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int = 400, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"ValidationError({self.message!r}, status={self.status}, field={self.field!r})"
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """A validated ``POST /upload`` body.
+
+    ``file_type`` is the canonical type (``image/jpg`` becomes ``image/jpeg``); ``content_type``
+    is the type exactly as the client declared it, which is the ``Content-Type`` it will send
+    with its PUT (the original clients send their own ``fileType``), so it is what gets signed.
+    """
+
+    file_name: str
+    file_type: str
+    file_size: int
+    sha256: str | None = None
+    content_type: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.content_type:
+            object.__setattr__(self, "content_type", self.file_type)
+
+    def to_body(self) -> dict[str, object]:
+        """The JSON body of a ``POST /upload`` that validates to this request."""
+        body: dict[str, object] = {
+            "fileName": self.file_name,
+            "fileType": self.content_type,
+            "fileSize": self.file_size,
+        }
+        if self.sha256 is not None:
+            body["sha256"] = self.sha256
+        return body
+
+
+# --- field rules -------------------------------------------------------------------------
+
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _is_forbidden_char(ch: str) -> bool:
+    return ch in _BIDI_CONTROLS or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES
+
+
+def normalise_type(declared: object) -> str | None:
+    """The canonical allowed type for a declared media type, or None when it is not allowed.
+
+    Case and surrounding blanks are ignored; ``image/jpg`` is taken as ``image/jpeg``.
+    """
+    if not isinstance(declared, str):
+        return None
+    lowered = declared.strip().lower()
+    lowered = _TYPE_ALIASES.get(lowered, lowered)
+    return lowered if lowered in ALLOWED_TYPES else None
+
+
+def validate_file_type(declared: object) -> str:
+    """The canonical type for ``declared``; ValidationError (400) when it is not an allowed image."""
+    if not isinstance(declared, str):
+        raise ValidationError("fileType must be a string", field="fileType")
+    canonical = normalise_type(declared)
+    if canonical is None:
+        raise ValidationError(
+            "Invalid file type. Only image files are allowed (jpeg, jpg, png, gif, webp)",
+            field="fileType",
+        )
+    return canonical
+
+
+def validate_file_name(name: object) -> str:
+    """``name`` itself when it is a usable file name; ValidationError (400) otherwise.
+
+    A file name is a non-blank string of at most 255 characters, with no control, bidi-override
+    or line-separator characters and no directory part (``/`` or ``\\``, ``.``, ``..``).
+    """
+    if not isinstance(name, str):
+        raise ValidationError("fileName must be a string", field="fileName")
+    if not name.strip():
+        raise ValidationError("fileName must not be blank", field="fileName")
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise ValidationError(
+            f"fileName must be at most {MAX_FILE_NAME_CHARS} characters",
+            field="fileName",
+        )
+    if any(_is_forbidden_char(ch) for ch in name):
+        raise ValidationError(
+            "fileName must not contain control characters", field="fileName"
+        )
+    if "/" in name or "\\" in name or name.strip() in {".", ".."}:
+        raise ValidationError(
+            "fileName must be a file name, not a path (no '/', '\\', '.' or '..')",
+            field="fileName",
+        )
+    return name
+
+
+def format_size(nbytes: int) -> str:
+    """A size for people: ``5 MB``, ``1.5 MB``, ``64 KB``, ``900 bytes`` (binary units)."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if nbytes >= factor:
+            value = nbytes / factor
+            text = f"{value:.1f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}"
+    return f"{nbytes} byte" if nbytes == 1 else f"{nbytes} bytes"
+
+
+def validate_file_size(size: object, max_bytes: int) -> int:
+    """``size`` as an int when it is a whole number of bytes from 1 to ``max_bytes``.
+
+    A bool is not a size; an integral float (``2048.0``) is accepted, a fractional, infinite or
+    NaN one is not. Too large is a 413 with the limit in the message; anything else a 400.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        raise ValidationError(
+            "fileSize must be a whole number of bytes", field="fileSize"
+        )
+    if isinstance(size, float):
+        if not size.is_integer():
+            raise ValidationError(
+                "fileSize must be a whole number of bytes", field="fileSize"
+            )
+        size = int(size)
+    if size < 1:
+        raise ValidationError("fileSize must be at least 1 byte", field="fileSize")
+    if size > max_bytes:
+        raise ValidationError(
+            f"File size exceeds the limit ({format_size(max_bytes)})",
+            status=413,
+            field="fileSize",
+        )
+    return size
+
+
+def validate_sha256(value: object) -> str:
+    """A SHA-256 hex digest, lower-cased; ValidationError (400) unless it is 64 hex characters."""
+    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
+        raise ValidationError(
+            "sha256 must be 64 hexadecimal characters (the file's SHA-256 digest)",
+            field="sha256",
+        )
+    return value.lower()
+
+
+def _missing(value: object) -> bool:
+    # The original handler tested `!fileName || !fileType`: absent, null and "" are missing.
+    return value is None or value == ""
+
+
+def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
+    """Validate a decoded ``POST /upload`` body against a size limit.
+
+    ``fileName``, ``fileType`` and ``fileSize`` are required, ``sha256`` is optional; other
+    fields are ignored. Raises ValidationError with the status to answer.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("Request body must be a JSON object")
+    if _missing(body.get("fileName")) or _missing(body.get("fileType")):
+        raise ValidationError("Missing required fields: fileName and fileType")
+    if body.get("fileSize") is None:
+        raise ValidationError(
+            "Missing required field: fileSize (the file's size in bytes)",
+            field="fileSize",
+        )
+    file_name = validate_file_name(body["fileName"])
+    file_type = validate_file_type(body["fileType"])
+    file_size = validate_file_size(body["fileSize"], max_bytes)
+    raw_sha = body.get("sha256")
+    sha256 = None if raw_sha is None else validate_sha256(raw_sha)
+    return UploadRequest(
+        file_name=file_name,
+        file_type=file_type,
+        file_size=file_size,
+        sha256=sha256,
+        content_type=body["fileType"].strip(),
+    )
+
+
+# --- names and keys ----------------------------------------------------------------------
+
+SAFE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+"""What every :func:`sanitise_name` result fully matches."""
+
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_UNDERSCORES = re.compile(r"_+")
+_DOTS = re.compile(r"\.+")
+_EXTENSION_RE = re.compile(rf"[A-Za-z0-9]{{1,{_MAX_EXTENSION_CHARS}}}")
+_EDGE = "._-"
+
+
+def sanitise_name(name: str) -> str:
+    """A safe S3 key segment made from a file name.
+
+    Keeps the last path component only, folds accents to ASCII, replaces every character
+    outside ``A-Z a-z 0-9 . _ -`` with ``_``, collapses runs of dots (so never ``..``), keeps a
+    short alphanumeric extension (lower-cased), bounds the length to MAX_KEY_NAME_CHARS, and
+    is never empty (``image`` stands in for a name with nothing usable). The result fully
+    matches SAFE_NAME_PATTERN.
+    """
+    base = re.split(r"[/\\]", str(name))[-1]
+    ascii_name = (
+        unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    )
+    cleaned = _UNSAFE_RUN.sub("_", ascii_name)
+    cleaned = _DOTS.sub(".", _UNDERSCORES.sub("_", cleaned))
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot or not _EXTENSION_RE.fullmatch(ext) or not stem.strip(_EDGE):
+        stem, ext = cleaned, ""
+    ext = ext.lower()
+    budget = MAX_KEY_NAME_CHARS - (len(ext) + 1 if ext else 0)
+    stem = stem.strip(_EDGE)[:budget].strip(_EDGE) or "image"
+    return f"{stem}.{ext}" if ext else stem
+
+
+def object_key(image_id: str, file_name: str) -> str:
+    """The S3 key of an image: ``images/<imageId>/<sanitised name>``."""
+    if not is_image_id(image_id):
+        raise ValueError("not an image id")
+    return f"images/{image_id}/{sanitise_name(file_name)}"
+
+
+# --- content sniffing --------------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def sniff_type(first_bytes: bytes) -> str | None:
+    """The image type that a file's first bytes show, or None when they show none we allow.
+
+    Needs SNIFF_BYTES bytes to recognise every type; fewer simply match less. Recognises JPEG
+    (``FF D8 FF``), PNG (its 8-byte signature), GIF (``GIF87a``/``GIF89a``) and WebP
+    (``RIFF`` + 4 bytes + ``WEBP``).
+    """
+    head = bytes(first_bytes[:SNIFF_BYTES])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(_PNG_SIGNATURE):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if len(head) >= 12 and head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+# --- ids and timestamps ------------------------------------------------------------------
+
+_IMAGE_ID_RE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+_TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def new_image_id() -> str:
+    """A fresh image id: a random UUID in its canonical lower-case form."""
+    return str(uuid.uuid4())
+
+
+def is_image_id(value: object) -> bool:
+    """True when ``value`` is an image id: a UUID in canonical lower-case form."""
+    return isinstance(value, str) and _IMAGE_ID_RE.fullmatch(value) is not None
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds, ``2026-11-25T12:00:00.000000Z``, the ``uploadedAt`` form."""
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp needs a timezone")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def is_timestamp(value: object) -> bool:
+    """True when ``value`` is a real moment written as :func:`format_timestamp` writes it."""
+    if not isinstance(value, str) or not _TIMESTAMP_RE.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return False
+    return True
+
+
+# --- pagination --------------------------------------------------------------------------
+
+_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")
+_BAD_CURSOR = "Invalid cursor: pass the nextCursor of a previous answer unchanged"
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_cursor_key(key: object) -> dict[str, str]:
+    if not isinstance(key, dict) or set(key) != CURSOR_KEYS:
+        raise ValidationError(_BAD_CURSOR, field="cursor")
+    if (
+        key["galleryPk"] != GALLERY_PARTITION
+        or not is_image_id(key["imageId"])
+        or not is_timestamp(key["uploadedAt"])
+    ):
+        raise ValidationError(_BAD_CURSOR, field="cursor")
+    return {name: key[name] for name in sorted(CURSOR_KEYS)}
+
+
+def encode_cursor(key: Mapping[str, str]) -> str:
+    """An opaque cursor (base64url JSON, no padding) for a ``ReadyByDate`` LastEvaluatedKey.
+
+    ``key`` holds plain strings: ``{"galleryPk": "ready", "imageId": ..., "uploadedAt": ...}``.
+    """
+    checked = _check_cursor_key(dict(key))
+    raw = json.dumps(checked, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: object) -> dict[str, str]:
+    """The LastEvaluatedKey (plain strings) in a cursor made by :func:`encode_cursor`.
+
+    Anything else, whether garbled, truncated, forged with other keys or values, or too long,
+    raises ValidationError (400), never another exception.
+    """
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= MAX_CURSOR_CHARS:
+        raise ValidationError(_BAD_CURSOR, field="cursor")
+    if not _CURSOR_RE.fullmatch(cursor) or len(cursor) % 4 == 1:
+        raise ValidationError(_BAD_CURSOR, field="cursor")
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        key = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (binascii.Error, ValueError, RecursionError):
+        raise ValidationError(_BAD_CURSOR, field="cursor") from None
+    return _check_cursor_key(key)
+
+
+def parse_limit(
+    raw: object, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> int:
+    """The page size from a ``limit`` query parameter: absent or empty gives ``default``.
+
+    Only plain decimal digits for a number from 1 to ``maximum`` are accepted.
+    """
+    if raw is None or raw == "":
+        return default
+    if (
+        not isinstance(raw, str)
+        or not raw.isascii()
+        or not raw.isdigit()
+        or len(raw) > 6
+    ):
+        raise ValidationError(
+            f"limit must be a whole number from 1 to {maximum}", field="limit"
+        )
+    value = int(raw)
+    if not 1 <= value <= maximum:
+        raise ValidationError(
+            f"limit must be a whole number from 1 to {maximum}", field="limit"
+        )
+    return value

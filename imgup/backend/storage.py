@@ -1,0 +1,478 @@
+"""S3 and DynamoDB for the handlers: client construction, presigned URLs, and the image table.
+
+The S3 client is always SigV4 (boto3 otherwise presigns with SigV2 in us-east-1) and computes
+no checksum of its own (``when_required``): a presigned PUT must sign exactly the headers that
+the uploader will send, and nothing else. With an endpoint URL (moto, LocalStack) it uses
+path-style addressing, which local servers need.
+
+:class:`ImageStore` is the only code that knows the table's layout (docs/internals.md, "Data
+model"); every state change is a conditional write, so concurrent completions (the client's
+``complete`` call racing the bucket's ObjectCreated event) agree on one outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from . import rules
+
+__all__ = [
+    "ImageRecord",
+    "ImageStore",
+    "ObjectChanged",
+    "ObjectContent",
+    "ObjectInfo",
+    "delete_object",
+    "head_object",
+    "make_dynamodb_client",
+    "make_s3_client",
+    "presign_download",
+    "presign_upload",
+    "read_object",
+]
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+"""SigV4's longest presigned URL lifetime."""
+
+
+def s3_config(endpoint_url: str | None = None) -> Config:
+    """The botocore Config for S3 clients: SigV4, no automatic checksums, path style locally."""
+    return Config(
+        signature_version="s3v4",
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if endpoint_url else None,
+        retries={"mode": "standard", "max_attempts": 3},
+    )
+
+
+def make_s3_client(session: Any, *, endpoint_url: str | None = None) -> Any:
+    """An S3 client from a boto3 session, configured for presigning (see the module docstring)."""
+    return session.client(
+        "s3", endpoint_url=endpoint_url or None, config=s3_config(endpoint_url)
+    )
+
+
+def make_dynamodb_client(session: Any, *, endpoint_url: str | None = None) -> Any:
+    """A low-level DynamoDB client from a boto3 session."""
+    return session.client(
+        "dynamodb",
+        endpoint_url=endpoint_url or None,
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+def _check_expiry(expires_in: int) -> int:
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
+        raise TypeError("expires_in must be an int")
+    if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
+        raise ValueError(f"expires_in must be from 1 to {MAX_PRESIGN_SECONDS} seconds")
+    return expires_in
+
+
+def presign_upload(
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    content_type: str,
+    content_length: int,
+    sha256_hex: str | None = None,
+    expires_in: int,
+) -> tuple[str, dict[str, str]]:
+    """A presigned SigV4 PUT URL and the exact headers that the upload must send with it.
+
+    The URL signs ``content-type``, ``content-length`` and, when ``sha256_hex`` is given,
+    ``x-amz-checksum-sha256`` (the digest in base64, as S3 wants it): S3 refuses a PUT whose
+    headers differ, and verifies the body against the signed checksum. It expires after
+    ``expires_in`` seconds. ``s3`` must be a SigV4 client (:func:`make_s3_client`).
+    """
+    if (
+        isinstance(content_length, bool)
+        or not isinstance(content_length, int)
+        or content_length < 0
+    ):
+        raise ValueError("content_length must be a non-negative int")
+    params: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "ContentType": content_type,
+        "ContentLength": content_length,
+    }
+    headers = {"Content-Type": content_type, "Content-Length": str(content_length)}
+    if sha256_hex is not None:
+        checksum = base64.b64encode(
+            bytes.fromhex(rules.validate_sha256(sha256_hex))
+        ).decode("ascii")
+        params["ChecksumSHA256"] = checksum
+        headers["x-amz-checksum-sha256"] = checksum
+    url = s3.generate_presigned_url(
+        "put_object",
+        Params=params,
+        ExpiresIn=_check_expiry(expires_in),
+        HttpMethod="PUT",
+    )
+    return url, headers
+
+
+def presign_download(
+    s3: Any, *, bucket: str, key: str, expires_in: int, content_type: str | None = None
+) -> str:
+    """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with."""
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if content_type:
+        params["ResponseContentType"] = content_type
+    return s3.generate_presigned_url(
+        "get_object",
+        Params=params,
+        ExpiresIn=_check_expiry(expires_in),
+        HttpMethod="GET",
+    )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return (
+        _error_code(exc) in {"404", "NoSuchKey", "NotFound"} or _http_status(exc) == 404
+    )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What HEAD says about a stored object."""
+
+    size: int
+    etag: str
+    content_type: str
+
+
+def head_object(s3: Any, *, bucket: str, key: str) -> ObjectInfo | None:
+    """The object's size, ETag and type, or None when there is no such object.
+
+    Without ``s3:ListBucket`` real S3 answers 403 instead of 404 for a missing key; that
+    raises, like any other error, because it means the permissions are wrong.
+    """
+    try:
+        answer = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    return ObjectInfo(
+        size=int(answer["ContentLength"]),
+        etag=str(answer.get("ETag", "")),
+        content_type=str(answer.get("ContentType", "")),
+    )
+
+
+class ObjectChanged(Exception):
+    """The object was replaced between two reads (its ETag changed)."""
+
+
+@dataclass(frozen=True)
+class ObjectContent:
+    """What reading an object found: its first bytes, its size and its SHA-256 (hex)."""
+
+    head: bytes
+    size: int
+    sha256: str
+
+
+def read_object(
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    max_bytes: int,
+    etag: str | None = None,
+    chunk_size: int = 256 * 1024,
+) -> ObjectContent | None:
+    """Stream an object once: keep its first SNIFF_BYTES, count it and hash it.
+
+    Reading stops after ``max_bytes + 1`` bytes, so a huge object costs no more than the limit
+    (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). With
+    ``etag``, the object must still be the one HEAD saw, else ObjectChanged. None when the
+    object is gone.
+    """
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if etag:
+        kwargs["IfMatch"] = etag
+    try:
+        answer = s3.get_object(**kwargs)
+    except ClientError as exc:
+        if _is_missing(exc):
+            return None
+        if _error_code(exc) == "PreconditionFailed" or _http_status(exc) == 412:
+            raise ObjectChanged(key) from None
+        raise
+    body = answer["Body"]
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    try:
+        while size <= max_bytes:
+            chunk = body.read(min(chunk_size, max_bytes + 1 - size))
+            if not chunk:
+                break
+            if len(head) < rules.SNIFF_BYTES:
+                head += chunk[: rules.SNIFF_BYTES - len(head)]
+            digest.update(chunk)
+            size += len(chunk)
+    finally:
+        body.close()
+    return ObjectContent(head=head, size=size, sha256=digest.hexdigest())
+
+
+def delete_object(s3: Any, *, bucket: str, key: str) -> None:
+    """Delete an object; deleting one that is not there is not an error."""
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if not _is_missing(exc):
+            raise
+
+
+# --- the image table ---------------------------------------------------------------------
+
+PENDING = "pending"
+READY = "ready"
+REJECTED = "rejected"
+READY_INDEX = "ReadyByDate"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One item of the image table (docs/internals.md, "Data model")."""
+
+    image_id: str
+    file_name: str
+    s3_key: str
+    file_type: str
+    file_size: int
+    status: str
+    created_at: str
+    sha256: str | None = None
+    uploaded_at: str | None = None
+    purge_at: int | None = None
+    reason: str | None = None
+
+    def to_item(self) -> dict[str, dict[str, str]]:
+        item = {
+            "imageId": {"S": self.image_id},
+            "fileName": {"S": self.file_name},
+            "s3Key": {"S": self.s3_key},
+            "fileType": {"S": self.file_type},
+            "fileSize": {"N": str(self.file_size)},
+            "status": {"S": self.status},
+            "createdAt": {"S": self.created_at},
+        }
+        optional = {
+            "sha256": self.sha256,
+            "uploadedAt": self.uploaded_at,
+            "reason": self.reason,
+        }
+        for name, value in optional.items():
+            if value is not None:
+                item[name] = {"S": value}
+        if self.uploaded_at is not None and self.status == READY:
+            item["galleryPk"] = {"S": rules.GALLERY_PARTITION}
+        if self.purge_at is not None:
+            item["purgeAt"] = {"N": str(self.purge_at)}
+        return item
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Mapping[str, str]]) -> ImageRecord:
+        def text(name: str) -> str | None:
+            value = item.get(name)
+            return None if value is None else value.get("S")
+
+        def number(name: str) -> int | None:
+            value = item.get(name)
+            return None if value is None or "N" not in value else int(value["N"])
+
+        return cls(
+            image_id=text("imageId") or "",
+            file_name=text("fileName") or "",
+            s3_key=text("s3Key") or "",
+            file_type=text("fileType") or "",
+            file_size=number("fileSize") or 0,
+            status=text("status") or "",
+            created_at=text("createdAt") or "",
+            sha256=text("sha256"),
+            uploaded_at=text("uploadedAt"),
+            purge_at=number("purgeAt"),
+            reason=text("reason"),
+        )
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return _error_code(exc) == "ConditionalCheckFailedException"
+
+
+class ImageStore:
+    """The image table, through a low-level DynamoDB client."""
+
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self._db = dynamodb
+        self._table = table_name
+
+    def create_pending(self, record: ImageRecord) -> None:
+        """Store a new pending record; its id must not exist yet."""
+        if record.status != PENDING or record.purge_at is None:
+            raise ValueError("a new record is pending and has a purgeAt time")
+        self._db.put_item(
+            TableName=self._table,
+            Item=record.to_item(),
+            ConditionExpression="attribute_not_exists(imageId)",
+        )
+
+    def get(self, image_id: str) -> ImageRecord | None:
+        answer = self._db.get_item(
+            TableName=self._table, Key={"imageId": {"S": image_id}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return None if item is None else ImageRecord.from_item(item)
+
+    def mark_ready(self, image_id: str, *, uploaded_at: str, sha256: str) -> bool:
+        """Pending becomes ready (listed); False when the record is no longer pending."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"imageId": {"S": image_id}},
+                UpdateExpression=(
+                    "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha "
+                    "REMOVE #purgeAt"
+                ),
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#uploadedAt": "uploadedAt",
+                    "#galleryPk": "galleryPk",
+                    "#sha": "sha256",
+                    "#purgeAt": "purgeAt",
+                },
+                ExpressionAttributeValues={
+                    ":ready": {"S": READY},
+                    ":pending": {"S": PENDING},
+                    ":at": {"S": uploaded_at},
+                    ":gallery": {"S": rules.GALLERY_PARTITION},
+                    ":sha": {"S": sha256},
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def mark_rejected(
+        self,
+        image_id: str,
+        *,
+        reason: str,
+        purge_at: int,
+        expected_status: str = PENDING,
+    ) -> bool:
+        """A record in ``expected_status`` becomes rejected (never listed, purged by TTL later).
+
+        False when the record is not in ``expected_status`` (or is gone).
+        """
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"imageId": {"S": image_id}},
+                UpdateExpression=(
+                    "SET #status = :rejected, #reason = :reason, #purgeAt = :purge "
+                    "REMOVE #galleryPk, #uploadedAt"
+                ),
+                ConditionExpression="#status = :expected",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#reason": "reason",
+                    "#purgeAt": "purgeAt",
+                    "#galleryPk": "galleryPk",
+                    "#uploadedAt": "uploadedAt",
+                },
+                ExpressionAttributeValues={
+                    ":rejected": {"S": REJECTED},
+                    ":expected": {"S": expected_status},
+                    ":reason": {"S": reason},
+                    ":purge": {"N": str(purge_at)},
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, image_id: str) -> ImageRecord | None:
+        """Delete a record and return it, or None when there was none."""
+        try:
+            answer = self._db.delete_item(
+                TableName=self._table,
+                Key={"imageId": {"S": image_id}},
+                ConditionExpression="attribute_exists(imageId)",
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return ImageRecord.from_item(answer.get("Attributes", {}))
+
+    def list_ready(
+        self, *, limit: int, start_key: Mapping[str, str] | None = None
+    ) -> tuple[list[ImageRecord], dict[str, str] | None]:
+        """One page of ready records, newest first, and the key to continue after (or None).
+
+        Asks for one record more than ``limit`` so that the last page says it is the last,
+        instead of handing out a cursor to an empty page. Keys are plain strings
+        (:func:`rules.encode_cursor` form).
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": READY_INDEX,
+            "KeyConditionExpression": "#pk = :ready",
+            "ExpressionAttributeNames": {"#pk": "galleryPk"},
+            "ExpressionAttributeValues": {":ready": {"S": rules.GALLERY_PARTITION}},
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if start_key is not None:
+            kwargs["ExclusiveStartKey"] = {
+                name: {"S": value} for name, value in start_key.items()
+            }
+        answer = self._db.query(**kwargs)
+        records = [ImageRecord.from_item(item) for item in answer.get("Items", [])]
+        if len(records) > limit:
+            records = records[:limit]
+            last = records[-1]
+            return records, {
+                "galleryPk": rules.GALLERY_PARTITION,
+                "imageId": last.image_id,
+                "uploadedAt": last.uploaded_at or "",
+            }
+        evaluated = answer.get("LastEvaluatedKey")
+        if evaluated and records:
+            last = records[-1]
+            return records, {
+                "galleryPk": rules.GALLERY_PARTITION,
+                "imageId": last.image_id,
+                "uploadedAt": last.uploaded_at or "",
+            }
+        return records, None
