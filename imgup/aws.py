@@ -1,0 +1,112 @@
+"""The boto3 boundary: sessions for AWS or the local stack, and error translation.
+
+Everything that talks to AWS gets an ``AwsTarget`` and wraps its calls in
+``translate_errors``, so botocore's exceptions never reach a command: they become
+``AwsError`` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AwsError, UsageError
+
+# The local stack accepts any credentials; fixed ones keep real ones out of its reach.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "imgup-local", "aws_secret_access_key": "imgup-local"}
+
+
+@dataclass
+class AwsTarget:
+    """Where stack operations go: a boto3 session, plus the local stack's endpoint if any."""
+
+    session: Any
+    endpoint_url: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def region(self) -> str:
+        return self.session.region_name
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            from botocore.config import Config
+
+            config = Config(
+                signature_version="s3v4" if service == "s3" else None,
+                s3={"addressing_style": "path"} if self.endpoint_url else None,
+                retries={"mode": "standard", "max_attempts": 5},
+            )
+            self._clients[service] = self.session.client(
+                service, endpoint_url=self.endpoint_url, config=config
+            )
+        return self._clients[service]
+
+    def account_id(self) -> str:
+        with translate_errors("Looking up the AWS account"):
+            return self.client("sts").get_caller_identity()["Account"]
+
+
+def aws_target(profile: str | None, region: str | None) -> AwsTarget:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+    except botocore.exceptions.ProfileNotFound:
+        raise UsageError(
+            f"The AWS profile {profile!r} does not exist.",
+            "Check `aws configure list-profiles`, or pass another --profile.",
+        ) from None
+    if not session.region_name:
+        raise UsageError(
+            "No AWS region is set.",
+            "Pass --region, set AWS_REGION, or set a region in your AWS profile.",
+        )
+    return AwsTarget(session)
+
+
+def local_target(endpoint_url: str, region: str | None = None) -> AwsTarget:
+    import boto3
+
+    session = boto3.session.Session(region_name=region or "us-east-1", **LOCAL_CREDENTIALS)
+    return AwsTarget(session, endpoint_url=endpoint_url)
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+@contextlib.contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Turn botocore errors raised inside the block into AwsError naming ``action``."""
+    import botocore.exceptions as bx
+
+    try:
+        yield
+    except bx.NoCredentialsError:
+        raise AwsError(
+            f"{action} failed: no AWS credentials were found.",
+            "Set AWS_PROFILE (or pass --profile), or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY; or try everything locally with `imgup deploy --local`.",
+        ) from None
+    except (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError) as exc:
+        raise AwsError(
+            f"{action} failed: cannot reach {getattr(exc, 'kwargs', {}).get('endpoint_url', 'AWS')}.",
+            "Check your network; for the local stack run `imgup local status`.",
+        ) from None
+    except bx.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Error")
+        message = error.get("Message", str(exc))
+        hint = None
+        if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
+            hint = "Your AWS identity lacks a permission imgup needs; see README.md (Deploying to AWS)."
+        elif code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"}:
+            hint = "Your AWS credentials are expired or invalid; refresh them and try again."
+        raise AwsError(f"{action} failed: {code}: {message}", hint) from None
+    except bx.BotoCoreError as exc:
+        raise AwsError(f"{action} failed: {exc}") from None

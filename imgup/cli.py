@@ -1,0 +1,341 @@
+"""The imgup command line: thin commands over the core modules.
+
+Each command parses its options, builds its collaborators (``imgup.context``), calls the core,
+and renders the result with ``imgup.output``. Errors are rendered in one place,
+``ImgupGroup.main``: ``Error: ...`` and a hint on stderr, and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from . import __version__, output
+from .errors import ExitCode, ImgupError, NotDeployed, PartialFailure, UsageError
+
+_debug = {"on": bool(os.environ.get("IMGUP_DEBUG"))}
+
+
+class ImgupGroup(TyperGroup):
+    """Runs commands and turns every error into a message and an exit code."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = self._run(args, prog_name, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(self, args: Any, prog_name: Any, complete_var: Any, **extra: Any) -> int:
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name or "imgup",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.exceptions.Abort:
+            output.error("Interrupted.")
+            return ExitCode.INTERRUPTED
+        except KeyboardInterrupt:
+            output.error("Interrupted.")
+            return ExitCode.INTERRUPTED
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except ImgupError as exc:
+            if _debug["on"]:
+                traceback.print_exc()
+            output.error(exc.message, exc.hint)
+            return exc.exit_code
+        except Exception as exc:  # a bug: say so, without locals or secrets
+            if _debug["on"]:
+                traceback.print_exc()
+            output.error(
+                f"Unexpected {type(exc).__name__}: {exc}",
+                "This is a bug in imgup; re-run with --debug and report the traceback.",
+            )
+            return ExitCode.FAILURE
+        return result if isinstance(result, int) else ExitCode.OK
+
+
+app = typer.Typer(
+    cls=ImgupGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="Deploy and use a serverless image-upload backend, on AWS or on a built-in local stack.",
+)
+local_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the built-in local stack.")
+app.add_typer(local_app, name="local")
+
+JsonOption = typer.Option(False, "--json", help="Print data as JSON on stdout.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.emit_line(f"imgup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """imgup: upload images through presigned URLs to a private S3 bucket, list and manage them.
+
+    Start with `imgup deploy --local` (no AWS account needed), then `imgup upload photo.jpg`.
+    """
+    if debug:
+        _debug["on"] = True
+
+
+@app.command()
+def deploy(
+    local: bool = typer.Option(
+        False, "--local", help="Deploy to the built-in local stack (started if needed)."
+    ),
+    stack_name: str | None = typer.Option(
+        None, "--stack-name", help="CloudFormation stack name [default: imgup]."
+    ),
+    region: str | None = typer.Option(None, "--region", help="AWS region (default: boto3's chain)."),
+    profile: str | None = typer.Option(None, "--profile", help="AWS profile (default: boto3's chain)."),
+    alert_email: str | None = typer.Option(
+        None, "--alert-email", help="E-mail address for alarm notifications."
+    ),
+    timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Create or update the whole stack from infra.yaml, then remember it.
+
+    Example: imgup deploy --local
+    """
+    from . import context
+
+    started = time.monotonic()
+    settings = context.settings(stack_name=stack_name, region=region, profile=profile)
+    result = context.deploy(settings, local=local, alert_email=alert_email, timeout=timeout)
+    elapsed = time.monotonic() - started
+    info = context.status_fields(result.deployment, result.deployment.stack_status)
+    if json_out:
+        output.emit_json(info)
+    verb = "Deployed" if result.changed else "Already up to date:"
+    output.err.print(
+        f"[green]{verb}[/] stack [bold]{result.deployment.stack_name}[/] "
+        f"({result.deployment.target}) in {elapsed:.1f} s"
+    )
+    _print_fields(info)
+    output.note("Next: imgup upload photo.jpg   (then: imgup list)")
+
+
+def _print_fields(info: dict[str, Any]) -> None:
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        output.note(f"  {key:<{width}}  {value}")
+
+
+@app.command()
+def upload(
+    files: list[str] | None = typer.Argument(
+        None, help="Image files; '-' (or a pipe) reads paths from stdin, one per line."
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON object per uploaded file (JSON Lines)."
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-j", help="Parallel uploads [default: 4]."
+    ),
+    retries: int | None = typer.Option(
+        None, "--retries", help="Retries per request on transient errors [default: 4]."
+    ),
+) -> None:
+    """Upload images through presigned URLs, with a progress bar per file.
+
+    Example: imgup upload a.jpg b.png --json
+    """
+    from . import context
+
+    paths = list(files or [])
+    stdin = sys.stdin
+    if paths == ["-"] or (not paths and stdin is not None and not stdin.isatty()):
+        from .uploads import read_paths
+
+        paths = read_paths(stdin) if stdin is not None else []
+    elif "-" in paths:
+        raise UsageError("'-' (read paths from stdin) cannot be mixed with file names.")
+    settings = context.settings(concurrency=concurrency, retries=retries)
+    outcomes = context.upload(settings, paths, json_out=json_out)
+    failed = [o for o in outcomes if o.error]
+    done = len(outcomes) - len(failed)
+    output.note(f"Uploaded {done} of {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}.")
+    if failed:
+        raise PartialFailure(f"{len(failed)} of {len(outcomes)} files failed (see above).")
+
+
+@app.command("list")
+def list_images(
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of images on stdout."),
+    limit: int | None = typer.Option(
+        None, "--limit", "-n", min=1, help="Show at most N images (newest first)."
+    ),
+) -> None:
+    """List the gallery, newest first: a table for people, or JSON for scripts.
+
+    Example: imgup list --json | jq -r '.[].fileUrl'
+    """
+    from . import context
+
+    images = context.list_images(context.settings(), limit)
+    if json_out:
+        output.emit_json([output.image_fields(i) for i in images])
+        return
+    if not images:
+        output.note("No images yet. Upload one: imgup upload photo.jpg")
+        return
+    output.err.print(output.images_table(images))
+    output.note(f"{len(images)} image{'s' if len(images) != 1 else ''}")
+
+
+@app.command()
+def delete(
+    image_ids: list[str] = typer.Argument(..., help="Ids of the images to delete."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per deleted image."),
+) -> None:
+    """Delete images (object and record) by id.
+
+    Example: imgup list --json | jq -r '.[].imageId' | xargs imgup delete
+    """
+    from . import context
+
+    failures = 0
+    for image_id, error in context.delete_images(context.settings(), image_ids):
+        if error:
+            failures += 1
+            output.error(f"{image_id}: {error}")
+        elif json_out:
+            output.emit_json({"imageId": image_id, "deleted": True}, lines=True)
+        else:
+            output.emit_line(image_id)
+    if failures:
+        raise PartialFailure(f"{failures} of {len(image_ids)} deletions failed.")
+
+
+@app.command()
+def status(
+    json_out: bool = JsonOption,
+    show_key: bool = typer.Option(False, "--show-key", help="Include the API key."),
+) -> None:
+    """Show what is deployed: target, stack, API URL, bucket, table, region.
+
+    Example: imgup status --json --show-key
+    """
+    from . import context
+
+    info = context.status(show_key=show_key)
+    if json_out:
+        output.emit_json(info)
+    else:
+        _print_fields(info)
+
+
+@app.command()
+def cleanup(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete everything imgup deployed: images, stack, artifacts, local stack, config.
+
+    Example: imgup cleanup --yes
+    """
+    from . import config, context
+
+    deployment = config.load_deployment(required=False)
+    if deployment is None:
+        if context.stop_local_stack():
+            output.note("Stopped the local stack.")
+        raise NotDeployed("Nothing is deployed, so there is nothing to clean up.")
+    if not yes:
+        if sys.stdin is None or not sys.stdin.isatty():
+            raise UsageError(
+                "Refusing to delete without confirmation (no terminal to ask on).",
+                "Pass --yes to confirm.",
+            )
+        what = (
+            f"stack {deployment.stack_name} ({deployment.target}, {deployment.region}), "
+            f"bucket {deployment.bucket} with all its images, and table {deployment.table}"
+        )
+        if not typer.confirm(f"Delete {what}?", default=False, err=True):
+            raise UsageError("Cleanup cancelled; nothing was deleted.")
+    report = context.cleanup(deployment)
+    output.err.print(
+        f"[green]Cleaned up[/] stack {deployment.stack_name}: {report.objects_deleted} object "
+        f"version(s) deleted, buckets removed: {', '.join(report.buckets_removed) or 'none'}."
+    )
+
+
+@local_app.command("start")
+def local_start() -> None:
+    """Start the local stack (moto + API emulator) in the background; print its URL."""
+    from .local import control
+
+    found, started = control.start()
+    output.note(
+        f"Local stack {'started' if started else 'already running'} at "
+        f"{found.endpoint_url} (pid {found.pid}); log: {found.log_file}"
+    )
+    output.emit_line(found.endpoint_url)
+
+
+@local_app.command("stop")
+def local_stop() -> None:
+    """Stop the local stack (everything deployed on it is gone)."""
+    from .local import control
+
+    output.note("Stopped the local stack." if control.stop() else "The local stack was not running.")
+
+
+@local_app.command("status")
+def local_status(json_out: bool = JsonOption) -> None:
+    """Say whether the local stack runs, where, and where its log is."""
+    from .config import local_state_dir
+    from .local import control
+
+    found = control.status()
+    info = {
+        "running": found is not None,
+        "endpointUrl": found.endpoint_url if found else None,
+        "pid": found.pid if found else None,
+        "logFile": str(found.log_file if found else local_state_dir() / "local.log"),
+    }
+    if json_out:
+        output.emit_json(info)
+    else:
+        _print_fields(info)
+    if found is None:
+        raise NotDeployed("The local stack is not running.", "Start it: imgup deploy --local")
+
+
+def main() -> None:
+    app()
+
+
+# Kept for tools that look for a module-level path to the package's data.
+PACKAGE_DIR = Path(__file__).resolve().parent

@@ -1,0 +1,150 @@
+"""Start, find and stop the local stack's background process.
+
+The process records itself in ``<state dir>/local.json``; it is "running" only when that pid
+is alive *and* its health URL answers, so a crashed or killed process is noticed and a new
+one replaces it. Nothing here prints: callers get ``LocalStack`` records and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from ..config import local_state_dir
+from ..errors import ImgupError
+from .server import HEALTH_PATH, LOG_FILE, STATE_FILE
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    pid: int
+    port: int
+    endpoint_url: str
+    log_file: Path
+
+
+class LocalStackError(ImgupError):
+    pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is dead too
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _healthy(endpoint_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urlopen(endpoint_url + HEALTH_PATH, timeout=timeout) as answer:  # noqa: S310
+            return answer.status == 200
+    except (URLError, OSError, ValueError):
+        return False
+
+
+def _read_state(state_dir: Path) -> LocalStack | None:
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
+        return LocalStack(
+            pid=int(data["pid"]),
+            port=int(data["port"]),
+            endpoint_url=str(data["endpointUrl"]),
+            log_file=state_dir / LOG_FILE,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def status(state_dir: Path | None = None) -> LocalStack | None:
+    """The running local stack, or None; a stale record of a dead one is removed."""
+    state_dir = state_dir or local_state_dir()
+    found = _read_state(state_dir)
+    if found is None:
+        return None
+    if _pid_alive(found.pid) and _healthy(found.endpoint_url):
+        return found
+    if not _pid_alive(found.pid):
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return None
+
+
+def start(state_dir: Path | None = None) -> tuple[LocalStack, bool]:
+    """Return the running local stack, starting one if needed; True when it was started."""
+    state_dir = state_dir or local_state_dir()
+    running = status(state_dir)
+    if running:
+        return running, False
+    stale = _read_state(state_dir)
+    if stale is not None:  # alive but not answering: replace it
+        _terminate(stale.pid)
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / LOG_FILE
+    with open(log_path, "ab") as log_handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imgup.local.server", "--state-dir", str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=log_handle,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LocalStackError(
+                f"The local stack exited at start (code {process.returncode}).",
+                f"See its log: {log_path}",
+            )
+        found = _read_state(state_dir)
+        if found and found.pid == process.pid and _healthy(found.endpoint_url):
+            return found, True
+        time.sleep(0.1)
+    _terminate(process.pid)
+    raise LocalStackError(
+        f"The local stack did not answer within {START_TIMEOUT:.0f} s.", f"See its log: {log_path}"
+    )
+
+
+def _terminate(pid: int) -> None:
+    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def stop(state_dir: Path | None = None) -> bool:
+    """Stop the local stack; False when none was running."""
+    state_dir = state_dir or local_state_dir()
+    found = _read_state(state_dir)
+    if found is None:
+        return False
+    alive = _pid_alive(found.pid)
+    if alive:
+        _terminate(found.pid)
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return alive

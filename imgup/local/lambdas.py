@@ -1,0 +1,135 @@
+"""Run deployed Lambda functions in this process, the way the Lambda service would.
+
+A function's configuration (handler string, environment) is read from moto's Lambda API, as
+CloudFormation created it; the handler string ``imgup_backend.<module>.<name>`` names the
+same code in ``imgup.backend``. The handler gets the function's own environment (plus region,
+the local credentials and ``AWS_ENDPOINT_URL``) through its ``environ`` argument, so nothing
+is written to this process's ``os.environ`` and functions never see each other's settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from ..aws import LOCAL_CREDENTIALS
+from ..packaging import PACKAGE_NAME
+
+log = logging.getLogger("imgup.local")
+CACHE_SECONDS = 2.0
+
+
+class TtlCache:
+    """A small thread-safe memo whose entries live ``seconds``: enough to spare moto a
+    lookup per request, short enough that a redeploy is seen at once."""
+
+    def __init__(self, seconds: float = CACHE_SECONDS) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit and now - hit[0] < self.seconds:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (now, value)
+        return value
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    name: str
+    arn: str
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+
+
+def resolve_handler(handler: str) -> Callable[..., Any]:
+    module_name, _, attribute = handler.rpartition(".")
+    if not module_name.startswith(PACKAGE_NAME + "."):
+        raise LookupError(f"handler {handler!r} is not part of {PACKAGE_NAME}")
+    module = importlib.import_module("imgup.backend." + module_name[len(PACKAGE_NAME) + 1 :])
+    return getattr(module, attribute)
+
+
+class LambdaRunner:
+    """Looks up functions in moto and invokes their handlers in-process."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._client_lock = threading.Lock()
+        self._configs = TtlCache()
+
+    def client(self, service: str, region: str) -> Any:
+        with self._client_lock:
+            if (service, region) not in self._clients:
+                import boto3
+                from botocore.config import Config
+
+                self._clients[(service, region)] = boto3.session.Session(
+                    region_name=region, **LOCAL_CREDENTIALS
+                ).client(
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    config=Config(retries={"mode": "standard", "max_attempts": 3}),
+                )
+            return self._clients[(service, region)]
+
+    def function(self, region: str, name_or_arn: str) -> FunctionConfig:
+        def load() -> FunctionConfig:
+            raw = self.client("lambda", region).get_function_configuration(FunctionName=name_or_arn)
+            return FunctionConfig(
+                name=raw["FunctionName"],
+                arn=raw["FunctionArn"],
+                handler=raw["Handler"],
+                environment=dict(raw.get("Environment", {}).get("Variables", {})),
+                timeout=int(raw.get("Timeout", 3)),
+            )
+
+        return self._configs.get((region, name_or_arn), load)
+
+    def environ_for(self, function: FunctionConfig, region: str) -> dict[str, str]:
+        return {
+            **function.environment,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        }
+
+    def invoke(self, region: str, function: FunctionConfig, event: dict[str, Any]) -> Any:
+        request_id = str(uuid.uuid4())
+        deadline = time.monotonic() + function.timeout
+        context = SimpleNamespace(
+            aws_request_id=request_id,
+            function_name=function.name,
+            invoked_function_arn=function.arn,
+            memory_limit_in_mb=128,
+            get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)),
+        )
+        handler = resolve_handler(function.handler)
+        started = time.monotonic()
+        try:
+            return handler(event, context, environ=self.environ_for(function, region))
+        finally:
+            log.info(
+                "invoked %s request_id=%s in %.0f ms",
+                function.name,
+                request_id,
+                (time.monotonic() - started) * 1000,
+            )

@@ -1,0 +1,93 @@
+"""Everything imgup writes: data to stdout, everything for people to stderr.
+
+- ``emit_json`` / ``emit_line``: data on stdout (JSON with stable field order, JSON Lines,
+  plain lines), flushed so pipelines see each result as it lands.
+- ``err``: the rich console on stderr for progress, tables, notes, warnings and errors. rich
+  drops colour and animation when stderr is not a terminal, and honours ``NO_COLOR``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+IMAGE_FIELDS = ("imageId", "fileName", "fileUrl", "fileType", "fileSize", "uploadedAt")
+
+
+def emit_json(data: Any, *, lines: bool = False) -> None:
+    text = json.dumps(
+        data, ensure_ascii=False, separators=(",", ":") if lines else None, indent=None if lines else 2
+    )
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def emit_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def image_fields(image: dict[str, Any]) -> dict[str, Any]:
+    """An image with the original API's fields, in their order."""
+    return {name: image.get(name) for name in IMAGE_FIELDS}
+
+
+def human_size(nbytes: float | None) -> str:
+    if nbytes is None:
+        return "-"
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def note(text: str) -> None:
+    err.print(text, markup=False)
+
+
+def warn(text: str) -> None:
+    err.print(f"[yellow]Warning:[/] {text}")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err.print("[bold red]Error:[/] ", end="")
+    err.print(message, markup=False)
+    if hint:
+        err.print("[dim]Hint:[/] ", end="")
+        err.print(hint, markup=False)
+
+
+def images_table(images: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column, justify in (
+        ("Name", "left"),
+        ("Size", "right"),
+        ("Type", "left"),
+        ("Uploaded", "left"),
+        ("Id", "left"),
+    ):
+        table.add_column(
+            column,
+            justify=justify,
+            no_wrap=True,  # type: ignore[arg-type]
+            min_width=36 if column == "Id" else None,
+        )
+    for image in images:
+        uploaded = str(image.get("uploadedAt") or "")
+        table.add_row(
+            str(image.get("fileName", "")),
+            human_size(image.get("fileSize")),
+            str(image.get("fileType", "")),
+            uploaded[:19].replace("T", " "),
+            str(image.get("imageId", "")),
+        )
+    return table
