@@ -115,7 +115,7 @@ _CfnLoader.add_multi_constructor("!", _construct_cfn_tag)
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)
+    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 (a SafeLoader)
 
 
 def _resources_of_type(template: dict, rtype: str) -> dict:
@@ -162,11 +162,45 @@ def _references(node) -> set[str]:
 
 def test_cfn_lint_reports_nothing():
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    result = subprocess.run(
-        [str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
+
+
+def test_every_checkov_skip_in_the_template_gives_its_reason(template):
+    skips = [
+        (name, skip)
+        for name, resource in template["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips
+    for name, skip in skips:
+        assert skip["id"].startswith("CKV"), name
+        assert len(skip.get("comment", "")) > 30, f"{name} skips {skip['id']} without a reason"
+
+
+def test_checkov_finds_no_failed_check():
+    checkov = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
+    if not checkov.exists():
+        pytest.skip("checkov is not installed: .ci/checkov.sh installs it and runs the scan")
+    result = subprocess.run(
+        [
+            str(checkov),
+            "-f",
+            "infra.yaml",
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Failed checks: 0" in result.stdout
 
 
 def test_template_is_small_enough_to_send_as_a_template_body():
@@ -186,11 +220,7 @@ def test_parameters_and_outputs_are_exactly_those_of_the_contract(template):
 
 
 def test_no_output_but_the_api_key_id_depends_on_a_resource_that_moto_skips(template):
-    skipped = {
-        name
-        for name, resource in template["Resources"].items()
-        if resource["Type"] in MOTO_SKIPPED
-    }
+    skipped = {name for name, resource in template["Resources"].items() if resource["Type"] in MOTO_SKIPPED}
     for name, output in template["Outputs"].items():
         named = _references(output["Value"]) & skipped
         if name == "ApiKeyId":
@@ -234,9 +264,7 @@ def test_every_function_has_its_own_role_with_its_own_log_group(template):
     for name, role in roles.items():
         log_group = name.replace("Function", "LogGroup")
         policy = template["Resources"][role]["Properties"]["Policies"]
-        assert {"Fn::GetAtt": [log_group, "Arn"]} in [
-            s["Resource"] for _, s in _policy_statements(policy)
-        ]
+        assert {"Fn::GetAtt": [log_group, "Arn"]} in [s["Resource"] for _, s in _policy_statements(policy)]
 
 
 def test_functions_have_the_contract_handlers_environment_and_hardening(template):
@@ -349,9 +377,7 @@ def deployed(tmp_path_factory):
             # moto lists a resource that it skipped without its logical id.
             resources = {
                 r["LogicalResourceId"]: r.get("PhysicalResourceId")
-                for r in cloudformation.describe_stack_resources(StackName=STACK)[
-                    "StackResources"
-                ]
+                for r in cloudformation.describe_stack_resources(StackName=STACK)["StackResources"]
                 if "LogicalResourceId" in r
             }
             yield {
@@ -367,9 +393,7 @@ def test_the_stack_deploys_on_moto_with_the_contract_outputs(deployed):
     outputs = deployed["outputs"]
     # ApiKeyId is absent on moto, which skips AWS::ApiGateway::ApiKey.
     assert set(outputs) >= OUTPUTS - {"ApiKeyId"}
-    assert outputs["ApiUrl"] == (
-        f"https://{outputs['ApiId']}.execute-api.{REGION}.amazonaws.com/v1"
-    )
+    assert outputs["ApiUrl"] == (f"https://{outputs['ApiId']}.execute-api.{REGION}.amazonaws.com/v1")
     assert outputs["StageName"] == "v1"
     assert outputs["BucketName"] == f"{STACK}-123456789012-{REGION}"
     assert outputs["MaxUploadBytes"] == "5242880"
@@ -418,9 +442,9 @@ def test_the_api_has_exactly_the_routes_each_needing_the_api_key(deployed):
     assert set(found) == set(ROUTES) | PREFLIGHT
     for route, logical_id in ROUTES.items():
         detail = found[route]
-        arn = awslambda.get_function_configuration(
-            FunctionName=deployed["resources"][logical_id]
-        )["FunctionArn"]
+        arn = awslambda.get_function_configuration(FunctionName=deployed["resources"][logical_id])[
+            "FunctionArn"
+        ]
         assert detail["apiKeyRequired"] is True, route
         assert detail["methodIntegration"]["type"] == "AWS_PROXY", route
         assert f"/functions/{arn}/invocations" in detail["methodIntegration"]["uri"], route
