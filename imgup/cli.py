@@ -14,7 +14,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -49,21 +48,19 @@ class ImgupGroup(TyperGroup):
                 standalone_mode=False,
                 **extra,
             )
-        except click.exceptions.Abort:
+        except (KeyboardInterrupt, typer.Abort):
             output.error("Interrupted.")
             return ExitCode.INTERRUPTED
-        except KeyboardInterrupt:
-            output.error("Interrupted.")
-            return ExitCode.INTERRUPTED
-        except click.ClickException as exc:
-            exc.show()
-            return exc.exit_code
         except ImgupError as exc:
             if _debug["on"]:
                 traceback.print_exc()
             output.error(exc.message, exc.hint)
             return exc.exit_code
-        except Exception as exc:  # a bug: say so, without locals or secrets
+        except Exception as exc:
+            if _is_usage_error(exc):  # Typer's (vendored) click: bad option, missing argument
+                exc.show()  # type: ignore[attr-defined]
+                return int(exc.exit_code)  # type: ignore[attr-defined]
+            # Anything else is a bug: say so, without locals or secrets.
             if _debug["on"]:
                 traceback.print_exc()
             output.error(
@@ -72,6 +69,11 @@ class ImgupGroup(TyperGroup):
             )
             return ExitCode.FAILURE
         return result if isinstance(result, int) else ExitCode.OK
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """True for click's ClickException family, whichever click module Typer uses."""
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
 
 
 app = typer.Typer(

@@ -15,7 +15,7 @@ from . import config, output
 from .api import ImageApi, RetryPolicy, make_http_client
 from .aws import AwsTarget, aws_target, local_target
 from .config import Deployment, Settings
-from .errors import ApiError, NotDeployed
+from .errors import ApiError, NotDeployed, UsageError
 from .stack import StackEvent, Waiter
 
 
@@ -116,6 +116,11 @@ def upload(settings: Settings, paths: list[str], *, json_out: bool) -> list[Any]
 
     from .uploads import Outcome, Uploader, collect_files, upload_all
 
+    if not paths:
+        raise UsageError(
+            "No files to upload.",
+            "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
+        )
     deployment = config.load_deployment()
     assert deployment is not None
     good, bad = collect_files(paths, deployment.max_upload_bytes)

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from .api import ImageApi, RetryPolicy, describe_transport_error, transport_errors
 from .backend import rules
-from .errors import ApiError, FileRejected, UploadRejected, UsageError
+from .errors import ApiError, FileRejected, UploadRejected
 
 CHUNK = 64 * 1024
 URL_ATTEMPTS = 3
@@ -227,11 +227,6 @@ def upload_all(
 
 def collect_files(paths: list[str], max_bytes: int) -> tuple[list[LocalFile], list[Outcome]]:
     """Check every path; the good files and an Outcome for each bad one."""
-    if not paths:
-        raise UsageError(
-            "No files to upload.",
-            "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
-        )
     good: list[LocalFile] = []
     bad: list[Outcome] = []
     for raw in paths:

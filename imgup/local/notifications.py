@@ -120,7 +120,12 @@ class NotificationRouter:
                 name = stack["StackName"]
                 template = parse_template(cfn.get_template(StackName=name)["TemplateBody"])
                 resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
-                physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+                # moto lists the resources it skipped without a logical id
+                physical = {
+                    r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+                    for r in resources
+                    if r.get("LogicalResourceId")
+                }
                 for bucket, subs in subscriptions_in(template, physical).items():
                     wiring.setdefault(bucket, []).extend(subs)
             return wiring

@@ -1,0 +1,144 @@
+"""The command line as a user meets it: help, exit codes, streams, and startup cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imgup.cli import app
+from tests.conftest import run_imgup
+
+COMMANDS = [
+    ["deploy"], ["upload"], ["list"], ["delete"], ["status"], ["cleanup"],
+    ["local"], ["local", "start"], ["local", "stop"], ["local", "status"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_text(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+    summary = result.output.split("Usage", 1)[1]
+    assert len(summary.strip().splitlines()) > 2
+
+
+def test_python_dash_m_imgup_help_runs_in_a_subprocess() -> None:
+    result = subprocess.run([sys.executable, "-m", "imgup", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("deploy", "upload", "list", "status", "cleanup", "local"):
+        assert command in result.stdout
+
+
+def test_help_imports_no_aws_or_http_library() -> None:
+    probe = (
+        "import sys\n"
+        "sys.argv = ['imgup', '--help']\n"
+        "from imgup.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 'moto', 'httpx'})\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "HEAVY=" in result.stderr
+    assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
+
+
+def test_version_prints_on_stdout() -> None:
+    result = run_imgup("--version")
+    assert result.code == 0 and result.stdout.startswith("imgup ")
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["status"], ["upload", "x.jpg"],
+                                     ["delete", "abc"], ["cleanup", "--yes"]], ids=" ".join)
+def test_commands_before_any_deploy_exit_3_and_say_to_deploy(command: list[str]) -> None:
+    result = run_imgup(*command)
+    assert result.code == 3
+    assert result.stdout == ""
+    assert "Error:" in result.stderr and "imgup deploy" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _fake_deployment(config_dir: Path, api_url: str = "http://127.0.0.1:9/_api/x/y/v1") -> None:
+    """A deployment record that points at a closed port: any network call would fail."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "target": "aws", "stack_name": "imgup", "region": "us-east-1", "api_url": api_url,
+        "api_id": "x", "bucket": "b", "table": "t", "artifacts_bucket": "a",
+        "max_upload_bytes": 1024, "profile": None, "endpoint_url": None, "api_key_id": None,
+        "stack_status": "CREATE_COMPLETE", "deployed_at": None,
+    }
+    (config_dir / "deployment.json").write_text(json.dumps(record))
+    (config_dir / "api-key").write_text("secret-key-value\n")
+
+
+def test_cleanup_without_yes_and_without_a_terminal_refuses_with_exit_2(isolated: Path) -> None:
+    _fake_deployment(isolated)
+    result = run_imgup("cleanup")
+    assert result.code == 2
+    assert "--yes" in result.stderr
+    assert (isolated / "deployment.json").exists()
+
+
+def test_bad_files_are_refused_before_any_network_call_with_exit_6(
+    isolated: Path, tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    _fake_deployment(isolated)
+    big = tmp_path / "big.png"
+    big.write_bytes(samples["image/png"].read_bytes() + b"\0" * 2048)
+    empty = tmp_path / "empty.gif"
+    empty.touch()
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    result = run_imgup("upload", str(big), str(empty), str(text), str(tmp_path / "none.webp"), str(tmp_path))
+    assert result.code == 6
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert any("big.png" in e and "exceeds the limit (1 KB)" in e for e in errors)
+    assert any("empty.gif: is empty" in e for e in errors)
+    assert any("notes.jpg: is not a JPEG, PNG, GIF or WebP image" in e for e in errors)
+    assert any("none.webp: no such file" in e for e in errors)
+    assert any("is a directory" in e for e in errors)
+    assert "Cannot reach" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_api_is_a_clear_error_with_exit_5(isolated: Path, samples: dict[str, Path]) -> None:
+    _fake_deployment(isolated)
+    result = run_imgup("list", "--json", env={"IMGUP_RETRIES": "0", "IMGUP_TIMEOUT": "2"})
+    assert result.code == 5
+    assert result.stdout == ""
+    assert "Cannot reach the API" in result.stderr
+    assert "secret-key-value" not in result.stderr
+
+
+def test_a_bad_setting_in_the_environment_is_a_usage_error(isolated: Path) -> None:
+    _fake_deployment(isolated)
+    result = run_imgup("list", env={"IMGUP_CONCURRENCY": "many"})
+    assert result.code == 2
+    assert "IMGUP_CONCURRENCY" in result.stderr
+
+
+def test_an_invalid_stack_name_is_refused_before_deploying(isolated: Path) -> None:
+    result = run_imgup("deploy", "--local", "--stack-name", "My_Stack")
+    assert result.code == 2
+    assert "Invalid stack name 'My_Stack'" in result.stderr
+
+
+def test_aws_deploy_without_credentials_says_what_to_set(isolated: Path, monkeypatch) -> None:
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}
+    result = run_imgup("deploy", "--region", "us-east-1", env=env, timeout=120)
+    assert result.code == 4
+    assert "no AWS credentials" in result.stderr and "--local" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_options_are_usage_errors_with_exit_2() -> None:
+    result = run_imgup("list", "--colour")
+    assert result.code == 2
+    assert "No such option" in result.stderr
