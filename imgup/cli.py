@@ -293,6 +293,30 @@ def cleanup(
     )
 
 
+@app.command()
+def doctor(
+    json_out: bool = JsonOption,
+    quick: bool = typer.Option(False, "--quick", help="Skip reading objects to verify checksums."),
+) -> None:
+    """Check that table and bucket agree: every ready image has its object (size, SHA-256),
+    and every object under images/ has a record.
+
+    Example: imgup doctor --json
+    """
+    from . import context
+
+    report = context.doctor(verify_checksums=not quick)
+    if json_out:
+        output.emit_json(report.as_dict())
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.records.items())) or "no records"
+    output.note(f"Records: {counts}; objects under images/: {report.objects}")
+    for problem in report.problems:
+        output.error(f"{problem.kind}: {problem.subject}: {problem.detail}")
+    if not report.healthy:
+        raise ImgupError(f"{len(report.problems)} inconsistencies found.")
+    output.note("Consistent: every ready image has its object, and every object has a record.")
+
+
 @local_app.command("start")
 def local_start() -> None:
     """Start the local stack (moto + API emulator) in the background; print its URL."""

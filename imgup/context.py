@@ -235,3 +235,11 @@ def cleanup(deployment: Deployment) -> Any:
         )
     config.forget_deployment()
     return report
+
+
+def doctor(verify_checksums: bool) -> Any:
+    from .doctor import check
+
+    deployment = config.load_deployment()
+    assert deployment is not None
+    return check(target_for(deployment), deployment, verify_checksums=verify_checksums)
