@@ -181,7 +181,7 @@ def upload(
     if paths == ["-"] or (not paths and stdin is not None and not stdin.isatty()):
         from .uploads import read_paths
 
-        paths = read_paths(stdin) if stdin is not None else []
+        paths = read_paths(stdin.buffer) if stdin is not None else []
     elif "-" in paths:
         raise UsageError("'-' (read paths from stdin) cannot be mixed with file names.")
     settings = context.settings(concurrency=concurrency, retries=retries)

@@ -160,9 +160,7 @@ def upload(settings: Settings, paths: list[str], *, json_out: bool) -> list[Any]
             else:
                 output.emit_line(f"{outcome.image['imageId']}\t{outcome.image['fileName']}")
         else:
-            progress.console.print(
-                f"[bold red]Error:[/] {outcome.source}: {outcome.error}", markup=True, highlight=False
-            )
+            output.error(f"{outcome.source}: {outcome.error}")
 
     with progress:
         outcomes = upload_all(good, uploader, settings.concurrency, on_start=on_start, on_done=on_done)

@@ -28,7 +28,7 @@ def emit_json(data: Any, *, lines: bool = False) -> None:
 
 
 def emit_line(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(printable(text) + "\n")
     sys.stdout.flush()
 
 
@@ -48,8 +48,15 @@ def human_size(nbytes: float | None) -> str:
     return f"{size:.1f} GiB"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to write anywhere: undecodable file-name bytes and control characters
+    are shown as escapes instead of breaking the stream or the terminal."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(ch if ch.isprintable() or ch == "\t" else repr(ch)[1:-1] for ch in text)
+
+
 def note(text: str) -> None:
-    err.print(text, markup=False)
+    err.print(printable(text), markup=False)
 
 
 def warn(text: str) -> None:
@@ -58,10 +65,10 @@ def warn(text: str) -> None:
 
 def error(message: str, hint: str | None = None) -> None:
     err.print("[bold red]Error:[/] ", end="")
-    err.print(message, markup=False)
+    err.print(printable(message), markup=False)
     if hint:
         err.print("[dim]Hint:[/] ", end="")
-        err.print(hint, markup=False)
+        err.print(printable(hint), markup=False)
 
 
 def images_table(images: list[dict[str, Any]]) -> Any:

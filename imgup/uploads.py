@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from .api import ImageApi, RetryPolicy, describe_transport_error, transport_errors
 from .backend import rules
@@ -78,10 +78,12 @@ def inspect_file(path: Path, max_bytes: int) -> LocalFile:
         raise FileRejected(
             f"{rules.format_size(info.st_size)} exceeds the limit ({rules.format_size(max_bytes)})."
         )
+    if path.name != path.name.encode("utf-8", "replace").decode("utf-8"):
+        raise FileRejected("its name is not valid UTF-8; rename the file to upload it.")
     try:
         rules.validate_file_name(path.name)
     except rules.ValidationError as exc:
-        raise FileRejected(f"{exc.message}.") from None
+        raise FileRejected(f"cannot be uploaded under this name ({exc.message}); rename it.") from None
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -97,9 +99,15 @@ def inspect_file(path: Path, max_bytes: int) -> LocalFile:
     return LocalFile(path, path.name, info.st_size, file_type, digest.hexdigest())
 
 
-def read_paths(stream: TextIO) -> list[str]:
-    """File paths from a stream, one per line (blank lines ignored)."""
-    return [line.rstrip("\r\n") for line in stream if line.strip()]
+def read_paths(stream: BinaryIO) -> list[str]:
+    """File paths from a byte stream, one per line (blank lines ignored). Bytes are decoded
+    as the file system does, so any name that exists can be given."""
+    paths = []
+    for line in stream:
+        name = os.fsdecode(line.rstrip(b"\r\n"))
+        if name.strip():
+            paths.append(name)
+    return paths
 
 
 class Uploader:

@@ -14,7 +14,7 @@ from imgup.cli import app
 from tests.conftest import run_imgup
 
 COMMANDS = [
-    ["deploy"], ["upload"], ["list"], ["delete"], ["status"], ["cleanup"],
+    ["deploy"], ["upload"], ["list"], ["delete"], ["status"], ["cleanup"], ["doctor"],
     ["local"], ["local", "start"], ["local", "stop"], ["local", "status"],
 ]
 
@@ -56,7 +56,7 @@ def test_version_prints_on_stdout() -> None:
 
 
 @pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["status"], ["upload", "x.jpg"],
-                                     ["delete", "abc"], ["cleanup", "--yes"]], ids=" ".join)
+                                     ["delete", "abc"], ["cleanup", "--yes"], ["doctor"]], ids=" ".join)
 def test_commands_before_any_deploy_exit_3_and_say_to_deploy(command: list[str]) -> None:
     result = run_imgup(*command)
     assert result.code == 3
