@@ -70,9 +70,7 @@ def _size_reason(actual: int, record: ImageRecord, max_bytes: int) -> str | None
     return None
 
 
-def check_object(
-    s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int
-) -> Verdict:
+def check_object(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int) -> Verdict:
     """Check the object at ``record.s3_key`` against the record and the size limit."""
     for _ in range(3):
         info = storage.head_object(s3, bucket=bucket, key=record.s3_key)
@@ -192,9 +190,7 @@ def complete(
         elif verdict.ok:
             uploaded_at = rules.format_timestamp(now)
             sha256 = verdict.sha256 or ""
-            if store.mark_ready(
-                record.image_id, uploaded_at=uploaded_at, sha256=sha256
-            ):
+            if store.mark_ready(record.image_id, uploaded_at=uploaded_at, sha256=sha256):
                 ready = replace(
                     record,
                     status=storage.READY,

@@ -61,24 +61,27 @@ class HttpError(Exception):
         status: int,
         message: str,
         *,
+        extra: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        **extra: Any,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = dict(extra or {})
         self.headers = dict(headers or {})
-        self.extra = extra
 
 
 # --- answers -----------------------------------------------------------------------------
+
+
+_ALLOWED_HEADERS = "Content-Type,X-Api-Key,X-Amz-Date,Authorization,X-Amz-Security-Token"
 
 
 def _headers(origin: str) -> dict[str, str]:
     headers = {
         "Content-Type": "application/json",
         "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,X-Amz-Date,Authorization,X-Amz-Security-Token",
+        "Access-Control-Allow-Headers": _ALLOWED_HEADERS,
         "Access-Control-Allow-Methods": "GET,POST,DELETE,OPTIONS",
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
@@ -88,9 +91,7 @@ def _headers(origin: str) -> dict[str, str]:
     return headers
 
 
-def _answer(
-    status: int, body: Mapping[str, Any] | None, origin: str, request_id: str
-) -> dict[str, Any]:
+def _answer(status: int, body: Mapping[str, Any] | None, origin: str, request_id: str) -> dict[str, Any]:
     headers = _headers(origin)
     headers["X-Request-Id"] = request_id
     return {
@@ -132,9 +133,7 @@ def _raw_body(event: Mapping[str, Any]) -> bytes | None:
         return None
     if not isinstance(body, str):
         raise HttpError(400, "Request body must be a JSON object")
-    too_large = HttpError(
-        413, f"Request body is too large (limit {rules.format_size(MAX_BODY_BYTES)})"
-    )
+    too_large = HttpError(413, f"Request body is too large (limit {rules.format_size(MAX_BODY_BYTES)})")
     if event.get("isBase64Encoded"):
         if len(body) > (MAX_BODY_BYTES * 4) // 3 + 4:
             raise too_large
@@ -225,9 +224,7 @@ Route = Callable[[Request], tuple[int, dict[str, Any]]]
 
 def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
     settings = req.settings
-    upload = rules.validate_upload_request(
-        _json_object(_raw_body(req.event)), settings.max_upload_bytes
-    )
+    upload = rules.validate_upload_request(_json_object(_raw_body(req.event)), settings.max_upload_bytes)
     now = clock()
     image_id = rules.new_image_id()
     record = ImageRecord(
@@ -241,9 +238,7 @@ def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
         sha256=upload.sha256,
         purge_at=int(now.timestamp()) + settings.pending_ttl_seconds,
     )
-    req.log.update(
-        imageId=image_id, fileType=upload.file_type, fileSize=upload.file_size
-    )
+    req.log.update(imageId=image_id, fileType=upload.file_type, fileSize=upload.file_size)
     req.store.create_pending(record)
     upload_url, upload_headers = storage.presign_upload(
         req.s3,
@@ -267,9 +262,7 @@ def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
         "uploadUrl": upload_url,
         "uploadHeaders": upload_headers,
         "fileUrl": file_url,
-        "expiresAt": rules.format_timestamp(
-            now + timedelta(seconds=settings.url_expiry_seconds)
-        ),
+        "expiresAt": rules.format_timestamp(now + timedelta(seconds=settings.url_expiry_seconds)),
     }
 
 
@@ -293,7 +286,7 @@ def _route_get(req: Request) -> tuple[int, dict[str, Any]]:
     req.log.update(imageId=image_id)
     record = req.store.get(image_id)
     if record is None or record.status != storage.READY:
-        raise HttpError(404, "Image not found", imageId=image_id)
+        raise HttpError(404, "Image not found", extra={"imageId": image_id})
     return 200, req.image_json(record)
 
 
@@ -303,15 +296,13 @@ def _route_complete(req: Request) -> tuple[int, dict[str, Any]]:
     _raw_body(req.event)  # no body is needed, but an oversized one is still refused
     record = req.store.get(image_id)
     if record is None:
-        raise HttpError(404, "Image not found", imageId=image_id)
+        raise HttpError(404, "Image not found", extra={"imageId": image_id})
     outcome = _complete(req.settings, req.s3, req.store, record, from_event=False)
     req.log.update(outcome=outcome.kind, reason=outcome.record.reason)
     return _outcome_answer(req, outcome)
 
 
-def _outcome_answer(
-    req: Request, outcome: completion.Outcome
-) -> tuple[int, dict[str, Any]]:
+def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dict[str, Any]]:
     record = outcome.record
     if outcome.kind == "ready":
         return 200, {**req.image_json(record), "status": storage.READY}
@@ -319,17 +310,14 @@ def _outcome_answer(
         raise HttpError(
             409,
             "The file has not been uploaded yet: PUT it to uploadUrl, then complete again",
-            imageId=record.image_id,
-            status=record.status,
+            extra={"imageId": record.image_id, "status": record.status},
         )
     if outcome.kind == "gone":
-        raise HttpError(404, "Image not found", imageId=record.image_id)
+        raise HttpError(404, "Image not found", extra={"imageId": record.image_id})
     raise HttpError(
         outcome.status,
         f"Upload rejected. {record.reason}",
-        imageId=record.image_id,
-        status=storage.REJECTED,
-        reason=record.reason,
+        extra={"imageId": record.image_id, "status": storage.REJECTED, "reason": record.reason},
     )
 
 
@@ -338,7 +326,7 @@ def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
     req.log.update(imageId=image_id)
     record = req.store.delete(image_id)
     if record is None:
-        raise HttpError(404, "Image not found", imageId=image_id)
+        raise HttpError(404, "Image not found", extra={"imageId": image_id})
     storage.delete_object(req.s3, bucket=req.settings.bucket_name, key=record.s3_key)
     return 200, {"message": "Image deleted", "imageId": image_id}
 
@@ -365,9 +353,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
 _TEMPLATE_RES = {template: _template_regex(template) for template in _ALL_TEMPLATES}
 
 
-def _match(
-    event: Mapping[str, Any], function: str
-) -> tuple[str, str, Route, dict[str, str]]:
+def _match(event: Mapping[str, Any], function: str) -> tuple[str, str, Route, dict[str, str]]:
     """The (method, template, route, path parameters) that the event asks this function for."""
     method = event.get("httpMethod")
     if not isinstance(method, str):
@@ -407,9 +393,7 @@ def _match(
     raise HttpError(404, "Not found")
 
 
-def _serve(
-    function: str, event: Any, context: Any, environ: Mapping[str, str] | None
-) -> dict[str, Any]:
+def _serve(function: str, event: Any, context: Any, environ: Mapping[str, str] | None) -> dict[str, Any]:
     started = time.monotonic()
     env = os.environ if environ is None else environ
     request_id = _request_id(event, context)
@@ -453,21 +437,15 @@ def _serve(
     except HttpError as exc:
         status = exc.status
         fields.update(error=exc.message)
-        answer = _answer(
-            status, {"error": exc.message, **exc.extra}, origin, request_id
-        )
+        answer = _answer(status, {"error": exc.message, **exc.extra}, origin, request_id)
         answer["headers"].update(exc.headers)
         return answer
     except Exception as exc:  # noqa: BLE001 - the one place that turns any fault into a 500
         status = 500
         _log(logging.ERROR, _error_fields(fields, exc))
-        return _answer(
-            500, {"error": INTERNAL_ERROR, "requestId": request_id}, origin, request_id
-        )
+        return _answer(500, {"error": INTERNAL_ERROR, "requestId": request_id}, origin, request_id)
     finally:
-        fields.update(
-            status=status, durationMs=round((time.monotonic() - started) * 1000, 1)
-        )
+        fields.update(status=status, durationMs=round((time.monotonic() - started) * 1000, 1))
         _log(logging.INFO if status < 500 else logging.ERROR, fields)
 
 
@@ -506,9 +484,7 @@ def _complete(
 # --- S3 events ---------------------------------------------------------------------------
 
 
-def _object_created(
-    settings: Settings, s3: Any, store: ImageStore, key: str
-) -> dict[str, Any]:
+def _object_created(settings: Settings, s3: Any, store: ImageStore, key: str) -> dict[str, Any]:
     """Complete the upload that wrote ``key``; delete an object under images/ with no record."""
     parts = key.split("/")
     if parts[0] != "images" or len(parts) < 2:
@@ -517,21 +493,18 @@ def _object_created(
     record = store.get(image_id) if rules.is_image_id(image_id) else None
     if record is None or record.s3_key != key:
         storage.delete_object(s3, bucket=settings.bucket_name, key=key)
-        return {
-            "outcome": "deleted_orphan",
-            "imageId": image_id if rules.is_image_id(image_id) else None,
-        }
+        orphan = {"outcome": "deleted_orphan"}
+        if rules.is_image_id(image_id):
+            orphan["imageId"] = image_id
+        return orphan
     outcome = _complete(settings, s3, store, record, from_event=True)
-    return {
-        "outcome": outcome.kind,
-        "imageId": image_id,
-        "reason": outcome.record.reason,
-    }
+    result = {"outcome": outcome.kind, "imageId": image_id}
+    if outcome.kind == "rejected" and outcome.record.reason:
+        result["reason"] = outcome.record.reason
+    return result
 
 
-def _serve_s3_event(
-    event: Mapping[str, Any], context: Any, environ: Mapping[str, str]
-) -> dict[str, Any]:
+def _serve_s3_event(event: Mapping[str, Any], context: Any, environ: Mapping[str, str]) -> dict[str, Any]:
     """Run the completion check for each ObjectCreated record of an S3 event.
 
     A bad upload never makes this raise (S3 would only retry it); an unexpected failure does,
@@ -561,15 +534,11 @@ def _serve_s3_event(
         _log(logging.INFO if result["outcome"] != "error" else logging.ERROR, fields)
         results.append(result)
     if failures:
-        raise RuntimeError(
-            f"{failures} of {len(results)} S3 records failed (request {request_id})"
-        )
+        raise RuntimeError(f"{failures} of {len(results)} S3 records failed (request {request_id})")
     return {"requestId": request_id, "results": results}
 
 
-def _s3_record(
-    settings: Settings, s3: Any, store: ImageStore, entry: Any
-) -> dict[str, Any]:
+def _s3_record(settings: Settings, s3: Any, store: ImageStore, entry: Any) -> dict[str, Any]:
     if not isinstance(entry, dict):
         return {"outcome": "ignored"}
     name = entry.get("eventName")
@@ -590,33 +559,23 @@ def _s3_record(
 # --- entry points ------------------------------------------------------------------------
 
 
-def upload(
-    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def upload(event: Any, context: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``POST /upload``: validate the request, record it pending, presign the PUT."""
     return _serve("upload", event, context, environ)
 
 
-def images(
-    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def images(event: Any, context: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``GET /images`` (newest first, ready only, cursor pagination) and ``GET /images/{imageId}``."""
     return _serve("images", event, context, environ)
 
 
-def complete(
-    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def complete(event: Any, context: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``POST /images/{imageId}/complete``, and S3 ObjectCreated events for ``images/``."""
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
-        return _serve_s3_event(
-            event, context, os.environ if environ is None else environ
-        )
+        return _serve_s3_event(event, context, os.environ if environ is None else environ)
     return _serve("complete", event, context, environ)
 
 
-def delete(
-    event: Any, context: Any = None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def delete(event: Any, context: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``DELETE /images/{imageId}``: the record, then the object."""
     return _serve("delete", event, context, environ)

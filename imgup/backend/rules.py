@@ -57,9 +57,7 @@ __all__ = [
 
 # --- types and sizes ---------------------------------------------------------------------
 
-ALLOWED_TYPES: frozenset[str] = frozenset(
-    {"image/jpeg", "image/png", "image/gif", "image/webp"}
-)
+ALLOWED_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 """The canonical media types an upload may have. SVG is refused: it is a document that runs scripts."""
 
 _TYPE_ALIASES = {"image/jpg": "image/jpeg"}
@@ -111,9 +109,7 @@ class ValidationError(ValueError):
     person, ``field`` the request field at fault when there is one.
     """
 
-    def __init__(
-        self, message: str, *, status: int = 400, field: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int = 400, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -156,9 +152,7 @@ class UploadRequest:
 
 # --- field rules -------------------------------------------------------------------------
 
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -208,9 +202,7 @@ def validate_file_name(name: object) -> str:
             field="fileName",
         )
     if any(_is_forbidden_char(ch) for ch in name):
-        raise ValidationError(
-            "fileName must not contain control characters", field="fileName"
-        )
+        raise ValidationError("fileName must not contain control characters", field="fileName")
     if "/" in name or "\\" in name or name.strip() in {".", ".."}:
         raise ValidationError(
             "fileName must be a file name, not a path (no '/', '\\', '.' or '..')",
@@ -236,14 +228,10 @@ def validate_file_size(size: object, max_bytes: int) -> int:
     NaN one is not. Too large is a 413 with the limit in the message; anything else a 400.
     """
     if isinstance(size, bool) or not isinstance(size, (int, float)):
-        raise ValidationError(
-            "fileSize must be a whole number of bytes", field="fileSize"
-        )
+        raise ValidationError("fileSize must be a whole number of bytes", field="fileSize")
     if isinstance(size, float):
         if not size.is_integer():
-            raise ValidationError(
-                "fileSize must be a whole number of bytes", field="fileSize"
-            )
+            raise ValidationError("fileSize must be a whole number of bytes", field="fileSize")
         size = int(size)
     if size < 1:
         raise ValidationError("fileSize must be at least 1 byte", field="fileSize")
@@ -317,20 +305,27 @@ def sanitise_name(name: str) -> str:
 
     Keeps the last path component only, folds accents to ASCII, replaces every character
     outside ``A-Z a-z 0-9 . _ -`` with ``_``, collapses runs of dots (so never ``..``), keeps a
-    short alphanumeric extension (lower-cased), bounds the length to MAX_KEY_NAME_CHARS, and
-    is never empty (``image`` stands in for a name with nothing usable). The result fully
-    matches SAFE_NAME_PATTERN.
+    short alphanumeric extension, bounds the length to MAX_KEY_NAME_CHARS, and is never empty
+    (``image`` stands in for a name with nothing usable). The result fully matches
+    SAFE_NAME_PATTERN, and sanitising it again changes nothing.
     """
     base = re.split(r"[/\\]", str(name))[-1]
-    ascii_name = (
-        unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    )
-    cleaned = _UNSAFE_RUN.sub("_", ascii_name)
-    cleaned = _DOTS.sub(".", _UNDERSCORES.sub("_", cleaned))
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    result = _sanitise_ascii(ascii_name)
+    for _ in range(3):  # cutting a long name can expose an extension: settle on a fixed point
+        again = _sanitise_ascii(result)
+        if again == result:
+            break
+        result = again
+    return result
+
+
+def _sanitise_ascii(name: str) -> str:
+    cleaned = _UNSAFE_RUN.sub("_", name)
+    cleaned = _DOTS.sub(".", _UNDERSCORES.sub("_", cleaned)).rstrip(_EDGE)
     stem, dot, ext = cleaned.rpartition(".")
-    if not dot or not _EXTENSION_RE.fullmatch(ext) or not stem.strip(_EDGE):
+    if not dot or not _EXTENSION_RE.fullmatch(ext):
         stem, ext = cleaned, ""
-    ext = ext.lower()
     budget = MAX_KEY_NAME_CHARS - (len(ext) + 1 if ext else 0)
     stem = stem.strip(_EDGE)[:budget].strip(_EDGE) or "image"
     return f"{stem}.{ext}" if ext else stem
@@ -369,9 +364,7 @@ def sniff_type(first_bytes: bytes) -> str | None:
 
 # --- ids and timestamps ------------------------------------------------------------------
 
-_IMAGE_ID_RE = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
+_IMAGE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 
@@ -454,27 +447,16 @@ def decode_cursor(cursor: object) -> dict[str, str]:
     return _check_cursor_key(key)
 
 
-def parse_limit(
-    raw: object, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
-) -> int:
+def parse_limit(raw: object, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
     """The page size from a ``limit`` query parameter: absent or empty gives ``default``.
 
     Only plain decimal digits for a number from 1 to ``maximum`` are accepted.
     """
     if raw is None or raw == "":
         return default
-    if (
-        not isinstance(raw, str)
-        or not raw.isascii()
-        or not raw.isdigit()
-        or len(raw) > 6
-    ):
-        raise ValidationError(
-            f"limit must be a whole number from 1 to {maximum}", field="limit"
-        )
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 6:
+        raise ValidationError(f"limit must be a whole number from 1 to {maximum}", field="limit")
     value = int(raw)
     if not 1 <= value <= maximum:
-        raise ValidationError(
-            f"limit must be a whole number from 1 to {maximum}", field="limit"
-        )
+        raise ValidationError(f"limit must be a whole number from 1 to {maximum}", field="limit")
     return value

@@ -22,9 +22,7 @@ class ConfigError(RuntimeError):
     """The function's environment is missing a setting or holds an unusable one."""
 
 
-def _integer(
-    environ: Mapping[str, str], name: str, default: int, *, low: int, high: int
-) -> int:
+def _integer(environ: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -83,21 +81,15 @@ class Settings:
                 low=1,
                 high=5 * 1024**3,
             ),
-            url_expiry_seconds=_integer(
-                environ, "URL_EXPIRY_SECONDS", 300, low=1, high=week
-            ),
+            url_expiry_seconds=_integer(environ, "URL_EXPIRY_SECONDS", 300, low=1, high=week),
             download_url_expiry_seconds=_integer(
                 environ, "DOWNLOAD_URL_EXPIRY_SECONDS", 3600, low=1, high=week
             ),
-            pending_ttl_seconds=_integer(
-                environ, "PENDING_TTL_SECONDS", 86400, low=60, high=366 * 86400
-            ),
+            pending_ttl_seconds=_integer(environ, "PENDING_TTL_SECONDS", 86400, low=60, high=366 * 86400),
             allowed_origin=(environ.get("ALLOWED_ORIGIN") or "*").strip() or "*",
             connection=Connection(
                 region=(
-                    environ.get("AWS_REGION")
-                    or environ.get("AWS_DEFAULT_REGION")
-                    or "us-east-1"
+                    environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
                 ).strip(),
                 endpoint_url=(environ.get("AWS_ENDPOINT_URL") or "").strip() or None,
                 access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
@@ -126,9 +118,7 @@ def clients(connection: Connection) -> Clients:
     )
     return Clients(
         s3=storage.make_s3_client(session, endpoint_url=connection.endpoint_url),
-        dynamodb=storage.make_dynamodb_client(
-            session, endpoint_url=connection.endpoint_url
-        ),
+        dynamodb=storage.make_dynamodb_client(session, endpoint_url=connection.endpoint_url),
     )
 
 

@@ -55,9 +55,7 @@ def s3_config(endpoint_url: str | None = None) -> Config:
 
 def make_s3_client(session: Any, *, endpoint_url: str | None = None) -> Any:
     """An S3 client from a boto3 session, configured for presigning (see the module docstring)."""
-    return session.client(
-        "s3", endpoint_url=endpoint_url or None, config=s3_config(endpoint_url)
-    )
+    return session.client("s3", endpoint_url=endpoint_url or None, config=s3_config(endpoint_url))
 
 
 def make_dynamodb_client(session: Any, *, endpoint_url: str | None = None) -> Any:
@@ -94,11 +92,7 @@ def presign_upload(
     headers differ, and verifies the body against the signed checksum. It expires after
     ``expires_in`` seconds. ``s3`` must be a SigV4 client (:func:`make_s3_client`).
     """
-    if (
-        isinstance(content_length, bool)
-        or not isinstance(content_length, int)
-        or content_length < 0
-    ):
+    if isinstance(content_length, bool) or not isinstance(content_length, int) or content_length < 0:
         raise ValueError("content_length must be a non-negative int")
     params: dict[str, Any] = {
         "Bucket": bucket,
@@ -108,9 +102,7 @@ def presign_upload(
     }
     headers = {"Content-Type": content_type, "Content-Length": str(content_length)}
     if sha256_hex is not None:
-        checksum = base64.b64encode(
-            bytes.fromhex(rules.validate_sha256(sha256_hex))
-        ).decode("ascii")
+        checksum = base64.b64encode(bytes.fromhex(rules.validate_sha256(sha256_hex))).decode("ascii")
         params["ChecksumSHA256"] = checksum
         headers["x-amz-checksum-sha256"] = checksum
     url = s3.generate_presigned_url(
@@ -146,9 +138,7 @@ def _http_status(exc: ClientError) -> int:
 
 
 def _is_missing(exc: ClientError) -> bool:
-    return (
-        _error_code(exc) in {"404", "NoSuchKey", "NotFound"} or _http_status(exc) == 404
-    )
+    return _error_code(exc) in {"404", "NoSuchKey", "NotFound"} or _http_status(exc) == 404
 
 
 @dataclass(frozen=True)
@@ -454,9 +444,7 @@ class ImageStore:
             "Limit": limit + 1,
         }
         if start_key is not None:
-            kwargs["ExclusiveStartKey"] = {
-                name: {"S": value} for name, value in start_key.items()
-            }
+            kwargs["ExclusiveStartKey"] = {name: {"S": value} for name, value in start_key.items()}
         answer = self._db.query(**kwargs)
         records = [ImageRecord.from_item(item) for item in answer.get("Items", [])]
         if len(records) > limit:

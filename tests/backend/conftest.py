@@ -1,0 +1,70 @@
+"""Fixtures for the backend tests: fake credentials, the function environment of the template,
+and a moto account holding the contract's table and bucket."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+# The helpers module sits beside this file; make it importable whatever pytest's import mode.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from backend_support import BUCKET, REGION, TABLE, Stack, create_table  # noqa: E402
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fake credentials in the process and the function environment the template would set."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return {
+        "TABLE_NAME": TABLE,
+        "BUCKET_NAME": BUCKET,
+        "MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
+        "URL_EXPIRY_SECONDS": "300",
+        "DOWNLOAD_URL_EXPIRY_SECONDS": "3600",
+        "PENDING_TTL_SECONDS": "86400",
+        "ALLOWED_ORIGIN": "*",
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+_CLIENTS: dict[str, object] = {}
+
+
+def _client(service: str) -> object:
+    # boto3 clients are slow to build (a fresh session parses the service model again) and
+    # moto intercepts any client created after moto was imported, so build them once.
+    if service not in _CLIENTS:
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        _CLIENTS[service] = session.client(service)
+    return _CLIENTS[service]
+
+
+@pytest.fixture
+def stack(aws_env: dict[str, str]) -> Iterator[Stack]:
+    """A fresh moto account with the table and the bucket. The handlers' cached clients are
+    kept across tests on purpose: moto's state is reset by mock_aws, not by new clients."""
+    with mock_aws():
+        s3, dynamodb = _client("s3"), _client("dynamodb")
+        s3.create_bucket(Bucket=BUCKET)
+        create_table(dynamodb)
+        yield Stack(env=aws_env, s3=s3, dynamodb=dynamodb)

@@ -1,0 +1,626 @@
+"""Functional tests of the Lambda handlers: API Gateway and S3 events in, against moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from backend_support import (
+    API_KEY,
+    SAMPLES,
+    Stack,
+    answer_json,
+    api_event,
+    s3_event,
+    sha256_hex,
+)
+
+from imgup.backend import handlers, rules
+from imgup.backend.settings import Settings, clients
+
+ORIGINAL_IMAGE_FIELDS = {"imageId", "fileName", "fileUrl", "fileType", "fileSize", "uploadedAt"}
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def call_upload(stack: Stack, body: Any) -> dict[str, Any]:
+    return handlers.upload(api_event("POST", "/upload", body=body), None, stack.env)
+
+
+def start_upload(
+    stack: Stack, data: bytes, *, file_type: str = "image/png", name: str = "a.png", **extra: Any
+) -> dict:
+    answer = call_upload(stack, {"fileName": name, "fileType": file_type, "fileSize": len(data), **extra})
+    assert answer["statusCode"] == 200, answer["body"]
+    return answer_json(answer)
+
+
+def key_of(stack: Stack, image_id: str) -> str:
+    record = stack.record(image_id)
+    assert record is not None
+    return record["s3Key"]["S"]
+
+
+def call_complete(stack: Stack, image_id: str) -> dict[str, Any]:
+    event = api_event("POST", "/images/{imageId}/complete", path_params={"imageId": image_id})
+    return handlers.complete(event, None, stack.env)
+
+
+def call_list(stack: Stack, **query: str) -> dict[str, Any]:
+    event = api_event("GET", "/images", query=query or None)
+    return handlers.images(event, None, stack.env)
+
+
+def call_get(stack: Stack, image_id: str) -> dict[str, Any]:
+    event = api_event("GET", "/images/{imageId}", path_params={"imageId": image_id})
+    return handlers.images(event, None, stack.env)
+
+
+def call_delete(stack: Stack, image_id: str) -> dict[str, Any]:
+    event = api_event("DELETE", "/images/{imageId}", path_params={"imageId": image_id})
+    return handlers.delete(event, None, stack.env)
+
+
+def upload_ready(stack: Stack, data: bytes, file_type: str = "image/png", name: str = "a.png") -> str:
+    started = start_upload(stack, data, file_type=file_type, name=name)
+    stack.put(key_of(stack, started["imageId"]), data, file_type)
+    assert call_complete(stack, started["imageId"])["statusCode"] == 200
+    return started["imageId"]
+
+
+def listed_ids(stack: Stack) -> list[str]:
+    return [image["imageId"] for image in answer_json(call_list(stack))["images"]]
+
+
+class Clock:
+    """A clock for the handlers that moves one second per reading."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(handlers, "clock", fake)
+    return fake
+
+
+# --- the original contract ---------------------------------------------------------------
+
+
+def test_the_original_clients_request_gets_the_original_answer_and_its_image_is_listed(stack: Stack) -> None:
+    answer = call_upload(stack, {"fileName": "profile.jpg", "fileType": "image/jpeg", "fileSize": 2048576})
+    body = answer_json(answer)
+    assert answer["statusCode"] == 200
+    assert body["message"] == "Upload URL generated successfully"
+    assert {"uploadUrl", "fileUrl", "imageId", "message", "uploadHeaders", "expiresAt"} <= set(body)
+    assert rules.is_image_id(body["imageId"])
+    assert body["uploadHeaders"]["Content-Type"] == "image/jpeg"
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
+
+    # The original client PUTs with Content-Type and calls nothing else; S3 notifies.
+    jpeg = SAMPLES["image/jpeg"][:-2] + b"\x00" * (2048576 - len(SAMPLES["image/jpeg"])) + b"\xff\xd9"
+    key = key_of(stack, body["imageId"])
+    stack.put(key, jpeg, "image/jpeg")
+    handlers.complete(s3_event(key), None, stack.env)
+
+    listing = answer_json(call_list(stack))
+    assert listing["count"] == 1
+    (image,) = listing["images"]
+    assert ORIGINAL_IMAGE_FIELDS <= set(image)
+    assert image["imageId"] == body["imageId"]
+    assert (image["fileName"], image["fileType"], image["fileSize"]) == ("profile.jpg", "image/jpeg", 2048576)
+    assert rules.is_timestamp(image["uploadedAt"])
+    assert image["fileUrl"].startswith("https://")
+
+
+def test_upload_answers_expiry_and_the_headers_to_send(stack: Stack, clock: Clock) -> None:
+    data = SAMPLES["image/png"]
+    body = start_upload(stack, data, sha256=sha256_hex(data))
+    issued = clock.now
+    assert body["expiresAt"] == rules.format_timestamp(issued + timedelta(seconds=300))
+    headers = body["uploadHeaders"]
+    assert headers["Content-Length"] == str(len(data))
+    assert base64.b64decode(headers["x-amz-checksum-sha256"]).hex() == sha256_hex(data)
+    assert "x-amz-checksum-sha256" in body["uploadUrl"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
+
+
+def test_upload_writes_a_pending_record_with_a_ttl_and_a_safe_key(stack: Stack, clock: Clock) -> None:
+    body = start_upload(stack, SAMPLES["image/gif"], file_type="image/gif", name="My Cat (1).gif")
+    record = stack.record(body["imageId"])
+    assert record["status"]["S"] == "pending"
+    assert record["fileName"]["S"] == "My Cat (1).gif"
+    assert record["s3Key"]["S"] == f"images/{body['imageId']}/My_Cat_1.gif"
+    assert int(record["purgeAt"]["N"]) == int(clock.now.timestamp()) + 86400
+    assert "galleryPk" not in record and "uploadedAt" not in record
+
+
+def test_image_jpg_is_stored_as_jpeg_but_signed_as_the_client_will_send_it(stack: Stack) -> None:
+    body = start_upload(stack, SAMPLES["image/jpeg"], file_type="image/jpg", name="a.jpg")
+    assert body["uploadHeaders"]["Content-Type"] == "image/jpg"
+    assert stack.record(body["imageId"])["fileType"]["S"] == "image/jpeg"
+
+
+def test_the_size_limit_comes_from_the_function_environment(stack: Stack) -> None:
+    stack.env["MAX_UPLOAD_BYTES"] = "1000"
+    answer = call_upload(stack, {"fileName": "a.png", "fileType": "image/png", "fileSize": 1001})
+    assert answer["statusCode"] == 413
+    assert answer_json(answer)["error"] == "File size exceeds the limit (1000 bytes)"
+
+
+# --- the whole flow ----------------------------------------------------------------------
+
+
+def test_upload_put_complete_list_get_delete(stack: Stack) -> None:
+    data = SAMPLES["image/webp"]
+    started = start_upload(stack, data, file_type="image/webp", name="w.webp", sha256=sha256_hex(data))
+    image_id = started["imageId"]
+    key = key_of(stack, image_id)
+    stack.put(key, data, "image/webp")
+
+    done = call_complete(stack, image_id)
+    assert done["statusCode"] == 200
+    ready = answer_json(done)
+    assert ready["status"] == "ready"
+    assert ready["sha256"] == sha256_hex(data)
+
+    assert listed_ids(stack) == [image_id]
+    got = answer_json(call_get(stack, image_id))
+    assert ORIGINAL_IMAGE_FIELDS <= set(got)
+    assert (got["fileType"], got["fileSize"], got["sha256"]) == ("image/webp", len(data), sha256_hex(data))
+
+    deleted = call_delete(stack, image_id)
+    assert deleted["statusCode"] == 200
+    assert answer_json(deleted)["imageId"] == image_id
+    assert stack.record(image_id) is None
+    assert stack.objects() == []
+    assert call_get(stack, image_id)["statusCode"] == 404
+    assert call_delete(stack, image_id)["statusCode"] == 404
+    assert listed_ids(stack) == []
+
+
+@pytest.mark.parametrize("file_type", sorted(SAMPLES))
+def test_each_of_the_four_formats_completes(stack: Stack, file_type: str) -> None:
+    image_id = upload_ready(stack, SAMPLES[file_type], file_type=file_type)
+    assert answer_json(call_get(stack, image_id))["fileType"] == file_type
+
+
+def test_completing_twice_returns_the_same_ready_image(stack: Stack) -> None:
+    image_id = upload_ready(stack, SAMPLES["image/png"])
+    first = answer_json(call_get(stack, image_id))
+    again = call_complete(stack, image_id)
+    assert again["statusCode"] == 200
+    assert answer_json(again)["uploadedAt"] == first["uploadedAt"]
+    assert listed_ids(stack) == [image_id]
+
+
+def test_the_event_after_complete_changes_nothing(stack: Stack) -> None:
+    image_id = upload_ready(stack, SAMPLES["image/png"])
+    before = stack.record(image_id)
+    result = handlers.complete(s3_event(key_of(stack, image_id)), None, stack.env)
+    assert result["results"][0]["outcome"] == "ready"
+    assert stack.record(image_id) == before
+
+
+def test_complete_before_the_object_arrives_is_409_and_leaves_the_record_pending(stack: Stack) -> None:
+    started = start_upload(stack, SAMPLES["image/png"])
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 409
+    assert "not been uploaded" in answer_json(answer)["error"]
+    assert stack.record(started["imageId"])["status"]["S"] == "pending"
+    stack.put(key_of(stack, started["imageId"]), SAMPLES["image/png"])
+    assert call_complete(stack, started["imageId"])["statusCode"] == 200
+
+
+def test_pending_uploads_are_never_listed_nor_shown(stack: Stack) -> None:
+    started = start_upload(stack, SAMPLES["image/png"])
+    stack.put(key_of(stack, started["imageId"]), SAMPLES["image/png"])  # arrived, not completed
+    assert listed_ids(stack) == []
+    assert call_get(stack, started["imageId"])["statusCode"] == 404
+
+
+# --- lies --------------------------------------------------------------------------------
+
+PNG = SAMPLES["image/png"]
+LIES = {
+    "oversized body": (dict(file_type="image/png"), PNG + b"\x00" * 500, 413, "Too large"),
+    "smaller body": (dict(file_type="image/png"), PNG[:-10], 422, "Size mismatch"),
+    "text posing as png": (dict(file_type="image/png"), b"x" * len(PNG), 422, "Not an image"),
+    "jpeg declared as png": (
+        dict(file_type="image/png"),
+        SAMPLES["image/jpeg"] + b"\x00" * (len(PNG) - len(SAMPLES["image/jpeg"])),
+        422,
+        "Type mismatch",
+    ),
+    "wrong checksum": (dict(file_type="image/png", sha256="0" * 64), PNG, 422, "Checksum mismatch"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+def test_a_lie_is_rejected_its_object_deleted_and_never_listed(stack: Stack, lie: str) -> None:
+    extra, stored, status, category = LIES[lie]
+    started = start_upload(stack, PNG, **extra)
+    image_id = started["imageId"]
+    stack.put(key_of(stack, image_id), stored)
+
+    answer = call_complete(stack, image_id)
+    body = answer_json(answer)
+    assert answer["statusCode"] == status
+    assert body["status"] == "rejected"
+    assert body["reason"].startswith(category)
+    assert category in body["error"]
+
+    record = stack.record(image_id)
+    assert record["status"]["S"] == "rejected"
+    assert record["reason"]["S"].startswith(category)
+    assert "purgeAt" in record and "galleryPk" not in record
+    assert stack.objects() == []
+    assert listed_ids(stack) == []
+    assert call_get(stack, image_id)["statusCode"] == 404
+    assert call_complete(stack, image_id)["statusCode"] == status  # asking again: same answer
+
+
+def test_an_object_over_the_limit_is_rejected_without_being_read(stack: Stack) -> None:
+    stack.env["MAX_UPLOAD_BYTES"] = str(len(PNG))
+    started = start_upload(stack, PNG)
+    stack.put(key_of(stack, started["imageId"]), PNG + b"\x00" * 4096)
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 413
+    assert "over the limit" in answer_json(answer)["error"]
+
+
+# --- S3 events ---------------------------------------------------------------------------
+
+
+def test_the_s3_event_completes_an_upload_that_nobody_completed(stack: Stack) -> None:
+    started = start_upload(stack, PNG)
+    key = key_of(stack, started["imageId"])
+    stack.put(key, PNG)
+    result = handlers.complete(s3_event(key), None, stack.env)
+    assert result["results"] == [{"outcome": "ready", "imageId": started["imageId"]}]
+    assert listed_ids(stack) == [started["imageId"]]
+
+
+def test_the_s3_event_rejects_a_lie_without_raising(stack: Stack) -> None:
+    started = start_upload(stack, PNG)
+    key = key_of(stack, started["imageId"])
+    stack.put(key, b"<html>not an image</html>".ljust(len(PNG)))
+    result = handlers.complete(s3_event(key), None, stack.env)
+    assert result["results"][0]["outcome"] == "rejected"
+    assert stack.objects() == []
+    assert stack.record(started["imageId"])["status"]["S"] == "rejected"
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 422
+
+
+def test_an_object_under_images_without_a_record_is_deleted_whatever_its_encoded_key(stack: Stack) -> None:
+    orphans = [
+        "images/0b7e2c1e-8a4f-4d7a-9c55-2f0a5f1b3c4d/my photo+1.png",
+        "images/not-an-id/x.png",
+        "images/",
+    ]
+    for key in orphans:
+        stack.put(key, PNG)
+        handlers.complete(s3_event(key), None, stack.env)
+    assert stack.objects() == []
+
+
+def test_an_object_written_beside_a_records_own_key_is_deleted(stack: Stack) -> None:
+    image_id = upload_ready(stack, PNG)
+    intruder = f"images/{image_id}/other.png"
+    stack.put(intruder, PNG)
+    handlers.complete(s3_event(intruder), None, stack.env)
+    assert stack.objects() == [key_of(stack, image_id)]
+    assert listed_ids(stack) == [image_id]
+
+
+def test_a_lie_written_over_a_ready_image_takes_it_out_of_the_gallery(stack: Stack) -> None:
+    image_id = upload_ready(stack, PNG)
+    key = key_of(stack, image_id)
+    stack.put(key, b"y" * len(PNG))  # same length, still within a live presigned URL
+    result = handlers.complete(s3_event(key), None, stack.env)
+    assert result["results"][0]["outcome"] == "rejected"
+    assert listed_ids(stack) == []
+    assert stack.objects() == []
+
+
+def test_s3_events_outside_images_or_of_other_kinds_are_ignored(stack: Stack) -> None:
+    stack.put("elsewhere/a.png", b"anything")
+    assert handlers.complete(s3_event("elsewhere/a.png"), None, stack.env)["results"] == [
+        {"outcome": "ignored"}
+    ]
+    removed = s3_event("images/x/a.png", name="ObjectRemoved:Delete")
+    assert handlers.complete(removed, None, stack.env)["results"] == [{"outcome": "ignored"}]
+    other_bucket = s3_event("images/x/a.png", bucket="someone-else")
+    assert handlers.complete(other_bucket, None, stack.env)["results"][0]["outcome"] == "ignored"
+    assert (
+        handlers.complete({"Records": [5, {"s3": None}, {}]}, None, stack.env)["results"]
+        == [{"outcome": "ignored"}] * 3
+    )
+    assert stack.objects() == ["elsewhere/a.png"]
+
+
+# --- listing -----------------------------------------------------------------------------
+
+
+def test_listing_pages_newest_first_with_a_cursor(stack: Stack, clock: Clock) -> None:
+    made = [upload_ready(stack, PNG, name=f"{n}.png") for n in range(5)]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = {"limit": "2"} if cursor is None else {"limit": "2", "cursor": cursor}
+        page = answer_json(call_list(stack, **query))
+        assert page["count"] == len(page["images"]) <= 2
+        seen += [image["imageId"] for image in page["images"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == list(reversed(made))
+    stamps = [answer_json(call_get(stack, i))["uploadedAt"] for i in seen]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_a_full_last_page_says_that_it_is_the_last(stack: Stack, clock: Clock) -> None:
+    for n in range(2):
+        upload_ready(stack, PNG, name=f"{n}.png")
+    assert answer_json(call_list(stack, limit="2"))["nextCursor"] is None
+
+
+def test_an_empty_gallery_lists_nothing(stack: Stack) -> None:
+    assert answer_json(call_list(stack)) == {"images": [], "count": 0, "nextCursor": None}
+
+
+# --- hostile requests --------------------------------------------------------------------
+
+UNKNOWN_ID = "0b7e2c1e-8a4f-4d7a-9c55-2f0a5f1b3c4d"
+GOOD = {"fileName": "a.png", "fileType": "image/png", "fileSize": 100}
+
+
+def upload_raw(text: str | None, **kwargs: Any) -> tuple:
+    return (handlers.upload, api_event("POST", "/upload", raw_body=text, **kwargs))
+
+
+def with_id(handler: Any, method: str, resource: str, image_id: str) -> tuple:
+    return (handler, api_event(method, resource, path_params={"imageId": image_id}))
+
+
+def listing(**query: str) -> tuple:
+    return (handlers.images, api_event("GET", "/images", query=query))
+
+
+HOSTILE = {
+    "malformed json": upload_raw('{"fileName": "a.png",'),
+    "not json": upload_raw("fileName=a.png&fileType=image/png"),
+    "json array": upload_raw("[1, 2, 3]"),
+    "json string": upload_raw('"a.png"'),
+    "json null": upload_raw("null"),
+    "empty body": upload_raw(""),
+    "no body": upload_raw(None),
+    "nan size": upload_raw('{"fileName": "a.png", "fileType": "image/png", "fileSize": NaN}'),
+    "infinite size": upload_raw('{"fileName": "a.png", "fileType": "image/png", "fileSize": Infinity}'),
+    "deep nesting": upload_raw("[" * 5000 + "]" * 5000),
+    "huge number": upload_raw(
+        '{"fileName": "a.png", "fileType": "image/png", "fileSize": ' + "9" * 5000 + "}"
+    ),
+    "oversized body": upload_raw(json.dumps({**GOOD, "pad": "x" * 17000})),
+    "oversized base64 body": upload_raw(json.dumps({**GOOD, "pad": "x" * 17000}), base64_body=True),
+    "bad base64": (
+        handlers.upload,
+        {**api_event("POST", "/upload", raw_body="%%%"), "isBase64Encoded": True},
+    ),
+    "latin-1 body": (
+        handlers.upload,
+        {
+            **api_event("POST", "/upload"),
+            "body": base64.b64encode(b'{"fileName": "\xe9.png"}').decode(),
+            "isBase64Encoded": True,
+        },
+    ),
+    "lone surrogate in name": upload_raw(
+        '{"fileName": "\\ud800.png", "fileType": "image/png", "fileSize": 1}'
+    ),
+    "missing fields": upload_raw("{}"),
+    "missing size": upload_raw('{"fileName": "a.png", "fileType": "image/png"}'),
+    "boolean size": upload_raw(json.dumps({**GOOD, "fileSize": True})),
+    "string size": upload_raw(json.dumps({**GOOD, "fileSize": "100"})),
+    "zero size": upload_raw(json.dumps({**GOOD, "fileSize": 0})),
+    "negative size": upload_raw(json.dumps({**GOOD, "fileSize": -1})),
+    "fractional size": upload_raw(json.dumps({**GOOD, "fileSize": 10.5})),
+    "size over the limit": upload_raw(json.dumps({**GOOD, "fileSize": 5 * 1024 * 1024 + 1})),
+    "huge size": upload_raw(json.dumps({**GOOD, "fileSize": 10**40})),
+    "empty name": upload_raw(json.dumps({**GOOD, "fileName": ""})),
+    "blank name": upload_raw(json.dumps({**GOOD, "fileName": "   "})),
+    "long name": upload_raw(json.dumps({**GOOD, "fileName": "a" * 300 + ".png"})),
+    "control characters": upload_raw(json.dumps({**GOOD, "fileName": "a\r\nb.png"})),
+    "path segments": upload_raw(json.dumps({**GOOD, "fileName": "../../etc/passwd"})),
+    "windows path": upload_raw(json.dumps({**GOOD, "fileName": "..\\..\\boot.ini"})),
+    "name is a number": upload_raw(json.dumps({**GOOD, "fileName": 7})),
+    "svg": upload_raw(json.dumps({**GOOD, "fileType": "image/svg+xml"})),
+    "html": upload_raw(json.dumps({**GOOD, "fileType": "text/html"})),
+    "type is a list": upload_raw(json.dumps({**GOOD, "fileType": ["image/png"]})),
+    "short checksum": upload_raw(json.dumps({**GOOD, "sha256": "abc"})),
+    "checksum not hex": upload_raw(json.dumps({**GOOD, "sha256": "z" * 64})),
+    "checksum is a number": upload_raw(json.dumps({**GOOD, "sha256": 5})),
+    "get bad id": with_id(handlers.images, "GET", "/images/{imageId}", "../../etc"),
+    "get sql-ish id": with_id(handlers.images, "GET", "/images/{imageId}", "' OR 1=1 --"),
+    "get long id": with_id(handlers.images, "GET", "/images/{imageId}", "a" * 5000),
+    "get unknown id": with_id(handlers.images, "GET", "/images/{imageId}", UNKNOWN_ID),
+    "complete bad id": with_id(handlers.complete, "POST", "/images/{imageId}/complete", "x"),
+    "complete unknown id": with_id(handlers.complete, "POST", "/images/{imageId}/complete", UNKNOWN_ID),
+    "delete bad id": with_id(handlers.delete, "DELETE", "/images/{imageId}", "*"),
+    "delete unknown id": with_id(handlers.delete, "DELETE", "/images/{imageId}", UNKNOWN_ID),
+    "garbled cursor": listing(cursor="!!!not-a-cursor"),
+    "forged cursor": listing(
+        cursor=base64.urlsafe_b64encode(json.dumps({"imageId": {"S": "x"}}).encode()).decode().rstrip("=")
+    ),
+    "cursor with injected key": listing(
+        cursor=base64.urlsafe_b64encode(
+            json.dumps(
+                {"galleryPk": "pending", "imageId": UNKNOWN_ID, "uploadedAt": "2026-11-25T12:00:00.000000Z"}
+            ).encode()
+        )
+        .decode()
+        .rstrip("=")
+    ),
+    "long cursor": listing(cursor="A" * 10000),
+    "zero limit": listing(limit="0"),
+    "negative limit": listing(limit="-5"),
+    "huge limit": listing(limit="1" * 400),
+    "word limit": listing(limit="all"),
+    "query string not a mapping": (
+        handlers.images,
+        {**api_event("GET", "/images"), "queryStringParameters": ["x"]},
+    ),
+    "wrong method": (handlers.images, api_event("PUT", "/images")),
+    "unknown resource": (handlers.images, {**api_event("GET", "/admin"), "resource": "/admin"}),
+    "route of another function": (handlers.upload, api_event("GET", "/images")),
+    "no method": (handlers.upload, {"path": "/upload"}),
+    "event is a list": (handlers.upload, []),
+    "event is a string": (handlers.images, "GET /images"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_requests_get_a_4xx_with_a_json_error(stack: Stack, case: str) -> None:
+    handler, event = HOSTILE[case]
+    answer = handler(event, None, stack.env)
+    assert 400 <= answer["statusCode"] < 500, (case, answer)
+    body = answer_json(answer)
+    assert isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in answer["body"]
+    assert stack.objects() == []
+    assert stack.dynamodb.scan(TableName="imgup-test-images")["Count"] == 0
+
+
+def test_an_oversized_body_is_a_413(stack: Stack) -> None:
+    handler, event = HOSTILE["oversized body"]
+    assert handler(event, None, stack.env)["statusCode"] == 413
+
+
+def test_a_wrong_method_is_a_405_that_says_what_is_allowed(stack: Stack) -> None:
+    answer = handlers.images(
+        api_event("PUT", "/images/{imageId}", path_params={"imageId": UNKNOWN_ID}), None, stack.env
+    )
+    assert answer["statusCode"] == 405
+    assert answer["headers"]["Allow"] == "GET"
+
+
+def test_routes_are_found_from_the_path_when_the_event_has_no_resource(stack: Stack) -> None:
+    image_id = upload_ready(stack, PNG)
+    event = {"httpMethod": "GET", "path": f"/v1/images/{image_id}", "headers": None}
+    assert answer_json(handlers.images(event, None, stack.env))["imageId"] == image_id
+    event = {"httpMethod": "POST", "path": f"/images/{image_id}/complete"}
+    assert handlers.complete(event, None, stack.env)["statusCode"] == 200
+
+
+def test_cors_preflight_is_answered_with_the_configured_origin(stack: Stack) -> None:
+    stack.env["ALLOWED_ORIGIN"] = "https://gallery.example"
+    answer = handlers.upload(api_event("OPTIONS", "/upload"), None, stack.env)
+    assert answer["statusCode"] == 204
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "https://gallery.example"
+    assert "x-api-key" in answer["headers"]["Access-Control-Allow-Headers"].lower()
+    refused = handlers.upload(api_event("POST", "/upload", body={}), None, stack.env)
+    assert refused["headers"]["Access-Control-Allow-Origin"] == "https://gallery.example"
+
+
+# --- faults and logs ---------------------------------------------------------------------
+
+
+def log_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(record.getMessage()) for record in caplog.records if record.name.startswith("imgup")]
+
+
+def test_a_500_says_only_internal_server_error_and_logs_no_secret(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    stack.env["TABLE_NAME"] = "no-such-table"
+    event = api_event("POST", "/upload", body={**GOOD, "fileName": "marker-q7z.png"})
+    answer = handlers.upload(event, None, stack.env)
+
+    assert answer["statusCode"] == 500
+    request_id = event["requestContext"]["requestId"]
+    assert json.loads(answer["body"]) == {"error": "Internal server error", "requestId": request_id}
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
+
+    lines = log_lines(caplog)
+    errors = [line for line in lines if line["event"] == "error"]
+    assert errors and errors[0]["requestId"] == request_id
+    assert errors[0]["errorType"] == "ResourceNotFoundException"
+    text = caplog.text
+    assert API_KEY not in text
+    assert "marker-q7z" not in text
+    assert json.dumps(event) not in text
+    assert "x-api-key" not in text.lower()
+
+
+def test_a_missing_setting_is_a_500_with_the_reason_in_the_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    del stack.env["BUCKET_NAME"]
+    answer = call_list(stack)
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"] == "Internal server error"
+    assert any("BUCKET_NAME is not set" in line.get("error", "") for line in log_lines(caplog))
+
+
+def test_every_request_logs_one_json_line_with_its_id_and_validated_fields(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = api_event("POST", "/upload", body={**GOOD, "fileName": "marker-k2p.png"})
+    handlers.upload(event, None, stack.env)
+    (line,) = log_lines(caplog)
+    assert line["requestId"] == event["requestContext"]["requestId"]
+    assert (line["status"], line["fileType"], line["fileSize"]) == (200, "image/png", 100)
+    assert rules.is_image_id(line["imageId"])
+    assert API_KEY not in caplog.text and "marker-k2p" not in caplog.text
+
+
+def test_an_unexpected_failure_in_an_s3_event_is_raised_after_every_record_is_tried(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    orphan = "images/not-an-id/a.png"
+    stack.put(orphan, PNG)
+    stack.env["TABLE_NAME"] = "no-such-table"
+    event = s3_event(f"images/{UNKNOWN_ID}/a.png")
+    event["Records"] += s3_event(orphan)["Records"]
+    with pytest.raises(RuntimeError):
+        handlers.complete(event, None, stack.env)
+    assert stack.objects() == []  # the second record was still handled
+
+
+# --- settings and clients ----------------------------------------------------------------
+
+
+def test_clients_use_the_endpoint_and_region_of_the_environ_mapping() -> None:
+    environ = {
+        "TABLE_NAME": "t",
+        "BUCKET_NAME": "b",
+        "AWS_REGION": "eu-west-3",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }
+    settings = Settings.from_environ(environ)
+    built = clients(settings.connection)
+    assert built.s3.meta.endpoint_url == "http://127.0.0.1:4566"
+    assert built.dynamodb.meta.endpoint_url == "http://127.0.0.1:4566"
+    assert built.s3.meta.region_name == "eu-west-3"
+    assert clients(Settings.from_environ(dict(environ)).connection) is built
+    assert "local" not in repr(settings)
