@@ -176,7 +176,7 @@ def complete(
     written over it, and a changed object is rejected like a lie at first completion.
     """
     purge_at = int(now.timestamp()) + pending_ttl_seconds
-    for _ in range(3):
+    for _ in range(4):
         if record.status == storage.REJECTED:
             return Outcome("rejected", record)
         if record.status == storage.READY and not from_event:
@@ -186,7 +186,14 @@ def complete(
             if verdict.ok or not verdict.arrived:
                 return Outcome("ready", record)
         elif not verdict.arrived:
-            return Outcome("not_arrived", record)
+            # Absent, or just deleted by a concurrent check that rejected it: the record says.
+            fresh = store.get(record.image_id)
+            if fresh is None:
+                return Outcome("gone", record)
+            if fresh.status == storage.PENDING:
+                return Outcome("not_arrived", fresh)
+            record = fresh
+            continue
         elif verdict.ok:
             uploaded_at = rules.format_timestamp(now)
             sha256 = verdict.sha256 or ""

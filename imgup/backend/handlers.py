@@ -350,6 +350,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
     return re.compile(rf"(?:/[^/]+)?{body}/?")
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TEMPLATE_RES = {template: _template_regex(template) for template in _ALL_TEMPLATES}
 
 
@@ -387,7 +388,7 @@ def _match(event: Mapping[str, Any], function: str) -> tuple[str, str, Route, di
     if allowed:
         raise HttpError(
             405,
-            f"Method {method} is not allowed here",
+            f"Method {method} is not allowed here" if method in _METHODS else "Method not allowed",
             headers={"Allow": ",".join(allowed)},
         )
     raise HttpError(404, "Not found")

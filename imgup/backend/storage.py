@@ -44,13 +44,21 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 def s3_config(endpoint_url: str | None = None) -> Config:
     """The botocore Config for S3 clients: SigV4, no automatic checksums, path style locally."""
-    return Config(
-        signature_version="s3v4",
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        s3={"addressing_style": "path"} if endpoint_url else None,
-        retries={"mode": "standard", "max_attempts": 3},
-    )
+    options: dict[str, Any] = {
+        "signature_version": "s3v4",
+        "s3": {"addressing_style": "path"} if endpoint_url else None,
+        "retries": {"mode": "standard", "max_attempts": 3},
+    }
+    try:
+        return Config(
+            **options,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+    except TypeError:
+        # botocore before 1.36 (an older Lambda runtime) knows neither option, and neither
+        # does it add checksums of its own: the plain SigV4 config is then the same thing.
+        return Config(**options)
 
 
 def make_s3_client(session: Any, *, endpoint_url: str | None = None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +19,8 @@ from backend_support import (
     s3_event,
     sha256_hex,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imgup.backend import handlers, rules
 from imgup.backend.settings import Settings, clients
@@ -624,3 +627,57 @@ def test_clients_use_the_endpoint_and_region_of_the_environ_mapping() -> None:
     assert built.s3.meta.region_name == "eu-west-3"
     assert clients(Settings.from_environ(dict(environ)).connection) is built
     assert "local" not in repr(settings)
+
+
+# --- races and arbitrary input -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("honest", [True, False], ids=["honest", "lie"])
+def test_the_complete_call_racing_the_s3_event_agrees_on_one_outcome(stack: Stack, honest: bool) -> None:
+    ready: list[str] = []
+    for _ in range(5):  # a few rounds, so that the calls really overlap now and then
+        image_id = start_upload(stack, PNG)["imageId"]
+        key = key_of(stack, image_id)
+        stack.put(key, PNG if honest else b"z" * len(PNG))
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            calls = [pool.submit(call_complete, stack, image_id) for _ in range(2)]
+            events = [pool.submit(handlers.complete, s3_event(key), None, stack.env) for _ in range(2)]
+            statuses = {call.result()["statusCode"] for call in calls}
+            outcomes = {event.result()["results"][0]["outcome"] for event in events}
+
+        if honest:
+            assert (statuses, outcomes) == ({200}, {"ready"})
+            ready.insert(0, image_id)
+        else:
+            assert (statuses, outcomes) == ({422}, {"rejected"})
+            assert stack.record(image_id)["status"]["S"] == "rejected"
+    assert listed_ids(stack) == ready
+    assert len(stack.objects()) == len(ready)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+upload_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "fileName": json_values | st.text(max_size=300),
+        "fileType": json_values
+        | st.sampled_from(sorted(rules.ALLOWED_TYPES) + ["image/jpg", "image/svg+xml"]),
+        "fileSize": json_values | st.integers(min_value=-10, max_value=6 * 1024 * 1024),
+        "sha256": json_values | st.binary(min_size=32, max_size=32).map(bytes.hex),
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=json_values | upload_bodies)
+def test_upload_answers_any_json_body_with_200_or_a_4xx_never_a_5xx(stack: Stack, body: Any) -> None:
+    answer = call_upload(stack, body)
+    assert answer["statusCode"] == 200 or 400 <= answer["statusCode"] < 500, answer
+    assert isinstance(answer_json(answer), dict)

@@ -115,3 +115,19 @@ def test_the_download_url_is_sigv4_and_fixes_the_answered_type() -> None:
     assert params["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
     assert params["X-Amz-Expires"] == "3600"
     assert params["response-content-type"] == "image/png"
+
+
+def test_an_older_botocore_without_the_checksum_options_still_gets_a_sigv4_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_config = storage.Config
+
+    def old_config(**kwargs):
+        if {"request_checksum_calculation", "response_checksum_validation"} & set(kwargs):
+            raise TypeError("Got unexpected keyword argument 'request_checksum_calculation'")
+        return real_config(**kwargs)
+
+    monkeypatch.setattr(storage, "Config", old_config)
+    config = storage.s3_config("http://127.0.0.1:4566")
+    assert config.signature_version == "s3v4"
+    assert config.s3 == {"addressing_style": "path"}
