@@ -129,12 +129,13 @@ def presign_download(
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if content_type:
         params["ResponseContentType"] = content_type
-    return s3.generate_presigned_url(
+    url: str = s3.generate_presigned_url(
         "get_object",
         Params=params,
         ExpiresIn=_check_expiry(expires_in),
         HttpMethod="GET",
     )
+    return url
 
 
 def _error_code(exc: ClientError) -> str:
