@@ -24,6 +24,11 @@ from botocore.exceptions import ClientError
 from . import rules
 
 __all__ = [
+    "MAX_PRESIGN_SECONDS",
+    "PENDING",
+    "READY",
+    "READY_INDEX",
+    "REJECTED",
     "ImageRecord",
     "ImageStore",
     "ObjectChanged",
@@ -36,6 +41,7 @@ __all__ = [
     "presign_download",
     "presign_upload",
     "read_object",
+    "s3_config",
 ]
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
