@@ -1,0 +1,299 @@
+"""Settings precedence, their validation, and the deployment record on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from imgup import config
+from imgup.config import Deployment, Settings, load_deployment, load_settings, save_deployment
+from imgup.errors import ExitCode, NotDeployed, UsageError
+
+# One value per layer, all different from each other and from the defaults.
+LAYERS = {
+    "stack_name": {"flag": "from-flag", "env": "from-env", "file": "from-file"},
+    "concurrency": {"flag": 7, "env": "6", "file": 5},
+    "retries": {"flag": 0, "env": "2", "file": 9},
+    "timeout": {"flag": 1.5, "env": "2.5", "file": 3.5},
+}
+EXPECTED = {
+    "stack_name": {"flag": "from-flag", "env": "from-env", "file": "from-file"},
+    "concurrency": {"flag": 7, "env": 6, "file": 5},
+    "retries": {"flag": 0, "env": 2, "file": 9},
+    "timeout": {"flag": 1.5, "env": 2.5, "file": 3.5},
+}
+
+
+def write_config(directory: Path, values: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.json"
+    path.write_text(json.dumps(values), encoding="utf-8")
+    return path
+
+
+def a_deployment(**changes) -> Deployment:
+    values = dict(
+        target="local",
+        stack_name="gallery",
+        region="us-east-1",
+        api_url="http://127.0.0.1:5000/_api/us-east-1/abc123/v1",
+        api_id="abc123",
+        bucket="gallery-123456789012-us-east-1",
+        table="gallery-ImageTable-XYZ",
+        artifacts_bucket="imgup-artifacts-123456789012-us-east-1",
+        max_upload_bytes=5 * 1024 * 1024,
+        endpoint_url="http://127.0.0.1:5000",
+        stack_status="CREATE_COMPLETE",
+        deployed_at="2026-11-25T12:00:00+00:00",
+    )
+    values.update(changes)
+    return Deployment(**values)
+
+
+# --- precedence ------------------------------------------------------------------------
+
+
+def test_with_nothing_set_every_setting_has_its_default():
+    assert load_settings() == Settings()
+    assert load_settings().stack_name == config.DEFAULT_STACK_NAME
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default(
+    name, isolated, monkeypatch
+):
+    layer = LAYERS[name]
+    env_name = "IMGUP_" + name.upper()
+    default = getattr(Settings(), name)
+
+    assert getattr(load_settings(), name) == default
+
+    write_config(isolated, {name: layer["file"]})
+    assert getattr(load_settings(), name) == EXPECTED[name]["file"]
+
+    monkeypatch.setenv(env_name, str(layer["env"]))
+    assert getattr(load_settings(), name) == EXPECTED[name]["env"]
+
+    assert getattr(load_settings(**{name: layer["flag"]}), name) == EXPECTED[name]["flag"]
+
+
+def test_a_flag_left_as_none_falls_through_to_the_next_layer(isolated, monkeypatch):
+    write_config(isolated, {"concurrency": 3})
+    monkeypatch.setenv("IMGUP_RETRIES", "1")
+
+    settings = load_settings(concurrency=None, retries=None, stack_name=None)
+
+    assert (settings.concurrency, settings.retries, settings.stack_name) == (3, 1, "imgup")
+
+
+def test_an_empty_environment_variable_counts_as_unset(isolated, monkeypatch):
+    write_config(isolated, {"concurrency": 3})
+    monkeypatch.setenv("IMGUP_CONCURRENCY", "")
+
+    assert load_settings().concurrency == 3
+
+
+def test_settings_from_different_layers_combine(isolated, monkeypatch):
+    write_config(isolated, {"stack_name": "gallery", "retries": 1})
+    monkeypatch.setenv("IMGUP_CONCURRENCY", "8")
+
+    settings = load_settings(timeout=5)
+
+    assert settings == Settings(stack_name="gallery", concurrency=8, retries=1, timeout=5.0)
+
+
+# --- bad values ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("IMGUP_CONCURRENCY", "many"),
+        ("IMGUP_CONCURRENCY", "0"),
+        ("IMGUP_CONCURRENCY", "2.5"),
+        ("IMGUP_RETRIES", "-1"),
+        ("IMGUP_TIMEOUT", "soon"),
+        ("IMGUP_TIMEOUT", "0"),
+    ],
+)
+def test_a_bad_value_in_the_environment_is_a_usage_error_naming_the_variable(variable, raw, monkeypatch):
+    monkeypatch.setenv(variable, raw)
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert variable in caught.value.message
+    assert caught.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"concurrency": "many"},
+        {"concurrency": 0},
+        {"retries": -3},
+        {"timeout": "slow"},
+        {"timeout": 0.01},
+    ],
+    ids=lambda values: json.dumps(values),
+)
+def test_a_bad_value_in_the_config_file_is_a_usage_error_naming_the_file(values, isolated):
+    path = write_config(isolated, values)
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message
+    assert next(iter(values)) in caught.value.message
+
+
+def test_a_bad_flag_value_is_a_usage_error_naming_the_flag():
+    with pytest.raises(UsageError) as caught:
+        load_settings(concurrency=0)
+
+    assert "--concurrency" in caught.value.message
+
+
+def test_a_flag_wins_even_over_a_bad_environment_value(monkeypatch):
+    monkeypatch.setenv("IMGUP_CONCURRENCY", "many")
+
+    assert load_settings(concurrency=2).concurrency == 2
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '"gallery"'])
+def test_a_config_file_that_is_not_a_json_object_is_a_usage_error_naming_it(content, isolated):
+    isolated.mkdir(parents=True)
+    path = isolated / "config.json"
+    path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message
+
+
+# --- stack names -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ab", "imgup", "my-gallery-2", "a" + "b" * 29])
+def test_valid_stack_names_are_accepted(name):
+    assert load_settings(stack_name=name).stack_name == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Gallery",  # uppercase
+        "a" * 31,  # too long for the bucket name built from it
+        "2gallery",  # leading digit
+        "my--gallery",  # double hyphen
+        "gallery-",  # trailing hyphen
+        "g",  # too short
+        "my_gallery",  # underscore
+        "",
+    ],
+)
+def test_invalid_stack_names_are_refused_with_the_rule_in_the_hint(name):
+    with pytest.raises(UsageError) as caught:
+        load_settings(stack_name=name)
+
+    assert repr(name) in caught.value.message
+    assert "lowercase" in (caught.value.hint or "")
+
+
+# --- the deployment record -------------------------------------------------------------
+
+
+def test_save_deployment_writes_the_key_and_the_record_readable_only_by_the_owner(isolated):
+    save_deployment(a_deployment(), "secret-api-key-value")
+
+    for name in ("api-key", "deployment.json"):
+        mode = stat.S_IMODE((isolated / name).stat().st_mode)
+        assert mode == 0o600, f"{name} has mode {mode:o}"
+    assert (isolated / "api-key").read_text(encoding="utf-8").strip() == "secret-api-key-value"
+    assert "secret-api-key-value" not in (isolated / "deployment.json").read_text(encoding="utf-8")
+
+
+def test_save_deployment_tightens_the_mode_of_files_that_already_exist(isolated):
+    isolated.mkdir(parents=True)
+    for name in ("api-key", "deployment.json"):
+        (isolated / name).write_text("old", encoding="utf-8")
+        (isolated / name).chmod(0o644)
+
+    save_deployment(a_deployment(), "new-key")
+
+    for name in ("api-key", "deployment.json"):
+        assert stat.S_IMODE((isolated / name).stat().st_mode) == 0o600
+    assert config.load_api_key() == "new-key"
+
+
+def test_a_saved_deployment_loads_back_equal_with_its_key():
+    deployment = a_deployment(target="aws", profile="work", api_key_id="k123", endpoint_url=None)
+
+    save_deployment(deployment, "the-key")
+
+    assert load_deployment() == deployment
+    assert dataclasses.asdict(load_deployment()) == dataclasses.asdict(deployment)
+    assert config.load_api_key() == "the-key"
+
+
+def test_loading_a_deployment_when_nothing_is_deployed_raises_not_deployed_with_exit_code_3():
+    with pytest.raises(NotDeployed) as caught:
+        load_deployment()
+
+    assert caught.value.exit_code == ExitCode.NOT_DEPLOYED == 3
+    assert "imgup deploy" in (caught.value.hint or "")
+
+
+def test_loading_an_optional_deployment_when_nothing_is_deployed_gives_none():
+    assert load_deployment(required=False) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{truncated",
+        "",
+        "null",
+        "[]",
+        '{"target": "local"}',
+        json.dumps({**dataclasses.asdict(a_deployment()), "unexpected": 1}),
+    ],
+    ids=["bad-json", "empty", "null", "list", "missing-fields", "unknown-field"],
+)
+def test_a_corrupt_deployment_record_is_not_deployed_rather_than_a_traceback(content, isolated):
+    isolated.mkdir(parents=True)
+    path = isolated / "deployment.json"
+    path.write_text(content, encoding="utf-8")
+
+    for required in (True, False):
+        with pytest.raises(NotDeployed) as caught:
+            load_deployment(required=required)
+        assert str(path) in caught.value.message
+        assert "imgup deploy" in (caught.value.hint or "")
+
+
+def test_a_missing_or_empty_api_key_file_is_not_deployed(isolated):
+    with pytest.raises(NotDeployed):
+        config.load_api_key()
+
+    isolated.mkdir(parents=True)
+    (isolated / "api-key").write_text("\n", encoding="utf-8")
+    with pytest.raises(NotDeployed) as caught:
+        config.load_api_key()
+    assert "empty" in caught.value.message
+
+
+def test_forget_deployment_removes_the_record_and_the_key_and_tolerates_their_absence(isolated):
+    save_deployment(a_deployment(), "k")
+
+    config.forget_deployment()
+    config.forget_deployment()
+
+    assert not (isolated / "deployment.json").exists()
+    assert not (isolated / "api-key").exists()
+    assert load_deployment(required=False) is None
