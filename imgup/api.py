@@ -122,6 +122,12 @@ class ImageApi:
         if response.is_success:
             raise ApiError(f"The API answered {method} {path} with something that is not JSON.")
         text = message or f"HTTP {status}"
+        if status == 429:
+            raise ApiError(
+                f"The API is throttling requests on {method} {path}: {text} (HTTP 429).",
+                "Try again later, or upload with a lower --concurrency.",
+                status,
+            )
         if 400 <= status < 500:
             rejected = path == "/upload" or path.endswith("/complete")
             raise (UploadRejected if rejected else ApiError)(text, status=status)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -68,16 +69,24 @@ _NUMERIC: dict[str, tuple[type, float]] = {
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
+    if name == "stack_name":
+        check_stack_name(str(raw), source)
     if name not in _NUMERIC:
         return str(raw)
     kind, minimum = _NUMERIC[name]
+    bad = UsageError(
+        f"{source} sets {name} to {raw!r}, which is not a valid {kind.__name__}.",
+        f"Give {name} a {kind.__name__} value of at least {minimum:g}.",
+    )
+    # A JSON true is not a count, and 2.5 workers is not 2: refuse rather than truncate.
+    if isinstance(raw, bool) or (kind is int and isinstance(raw, float) and not raw.is_integer()):
+        raise bad
     try:
         value = kind(raw)
-    except (TypeError, ValueError):
-        raise UsageError(
-            f"{source} sets {name} to {raw!r}, which is not a valid {kind.__name__}.",
-            f"Give {name} a {kind.__name__} value of at least {minimum:g}.",
-        ) from None
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
+    if not math.isfinite(value):
+        raise bad
     if value < minimum:
         raise UsageError(f"{source} sets {name} to {raw!r}; it must be at least {minimum:g}.")
     return value
@@ -106,22 +115,20 @@ def load_settings(**flags: Any) -> Settings:
     for field in dataclasses.fields(Settings):
         env_name = "IMGUP_" + field.name.upper()
         if flags.get(field.name) is not None:
-            resolved[field.name] = _coerce(field.name, flags[field.name], "--" + field.name)
+            resolved[field.name] = _coerce(field.name, flags[field.name], "--" + field.name.replace("_", "-"))
         elif os.environ.get(env_name):
             resolved[field.name] = _coerce(field.name, os.environ[env_name], env_name)
         elif file_values.get(field.name) is not None:
             resolved[field.name] = _coerce(
                 field.name, file_values[field.name], str(config_dir() / "config.json")
             )
-    settings = Settings(**resolved)
-    check_stack_name(settings.stack_name)
-    return settings
+    return Settings(**resolved)
 
 
-def check_stack_name(name: str) -> None:
+def check_stack_name(name: str, source: str | None = None) -> None:
     if not STACK_NAME_RE.match(name) or "--" in name:
         raise UsageError(
-            f"Invalid stack name {name!r}.",
+            f"Invalid stack name {name!r}" + (f" (from {source})." if source else "."),
             "Use 2 to 30 lowercase letters, digits and single hyphens, starting with a letter "
             "(it becomes part of the bucket name).",
         )

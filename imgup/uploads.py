@@ -154,7 +154,11 @@ class Uploader:
         return self.clock() >= expires - dt.timedelta(seconds=2)
 
     def _body(self, path: Path, on_progress: Callable[[int], None], sent: list[int]) -> Iterator[bytes]:
-        with open(path, "rb") as handle:
+        try:
+            handle = open(path, "rb")  # closed by the with below
+        except OSError as exc:
+            raise FileRejected(f"cannot read it any more ({exc.strerror}).") from None
+        with handle:
             while chunk := handle.read(CHUNK):
                 if self.cancel.is_set():
                     raise Cancelled()
@@ -220,7 +224,7 @@ def upload_all(
                 local = pending.pop(future)
                 try:
                     outcome = Outcome(str(local.path), image=future.result())
-                except (ApiError, Cancelled) as exc:
+                except (ApiError, FileRejected, Cancelled) as exc:
                     outcome = Outcome(str(local.path), error=getattr(exc, "message", "cancelled"))
                 outcomes.append(outcome)
                 on_done(local, outcome)

@@ -98,6 +98,19 @@ def test_after_the_last_retry_an_api_error_names_the_status(status):
     assert caught.value.exit_code == ExitCode.API
 
 
+def test_throttling_that_outlasts_the_retries_is_an_api_error_naming_429():
+    # API Gateway throttles with 429 {"message": "Too Many Requests"}.
+    script = Script(httpx.Response(429, json={"message": "Too Many Requests"}))
+    api, sleeps = make_api(script, retries=2)
+
+    with pytest.raises(ApiError) as caught:
+        api.list_page()
+
+    assert len(script.requests) == 3
+    assert caught.value.status == 429
+    assert "429" in caught.value.message
+
+
 def test_transport_errors_are_retried_then_the_answer_is_used():
     script = Script(httpx.ConnectError, httpx.ReadTimeout, ok({"images": [], "nextCursor": None}))
     api, sleeps = make_api(script)

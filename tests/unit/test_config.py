@@ -151,6 +151,28 @@ def test_a_bad_value_in_the_config_file_is_a_usage_error_naming_the_file(values,
     assert next(iter(values)) in caught.value.message
 
 
+def test_a_timeout_that_is_not_a_number_is_refused_naming_its_source(monkeypatch):
+    # NaN passes the "value < minimum" check; httpx then fails on it with a bare ValueError.
+    monkeypatch.setenv("IMGUP_TIMEOUT", "nan")
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert "IMGUP_TIMEOUT" in caught.value.message
+
+
+@pytest.mark.parametrize("values", [{"concurrency": 2.5}, {"retries": True}], ids=["fraction", "bool"])
+def test_a_fractional_or_boolean_count_in_the_config_file_is_refused_naming_the_file(values, isolated):
+    # JSON has real numbers and booleans: neither 2.5 workers nor `true` retries is a count,
+    # and silently truncating them to 2 and 1 would hide the mistake.
+    path = write_config(isolated, values)
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message
+
+
 def test_a_bad_flag_value_is_a_usage_error_naming_the_flag():
     with pytest.raises(UsageError) as caught:
         load_settings(concurrency=0)
@@ -203,6 +225,24 @@ def test_invalid_stack_names_are_refused_with_the_rule_in_the_hint(name):
 
     assert repr(name) in caught.value.message
     assert "lowercase" in (caught.value.hint or "")
+
+
+def test_an_invalid_stack_name_from_the_environment_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("IMGUP_STACK_NAME", "MyStack")
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert "IMGUP_STACK_NAME" in caught.value.message
+
+
+def test_an_invalid_stack_name_from_the_config_file_is_refused_naming_the_file(isolated):
+    path = write_config(isolated, {"stack_name": "My Stack"})
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message
 
 
 # --- the deployment record -------------------------------------------------------------

@@ -516,6 +516,20 @@ def test_upload_all_keeps_going_when_one_file_fails_and_records_its_error(sample
     assert [outcome for _, outcome in done] == outcomes
 
 
+def test_upload_all_reports_a_file_that_vanished_after_its_check_and_uploads_the_others(samples):
+    files = [inspect_file(p, LIMIT) for p in (samples["image/png"], samples["image/gif"])]
+    samples["image/png"].unlink()
+    cloud = FakeCloud()
+    uploader, _ = make_uploader(cloud)
+
+    outcomes, _, _ = run_all(uploader, files, concurrency=1)
+
+    by_source = {outcome.source: outcome for outcome in outcomes}
+    assert by_source[str(samples["image/png"])].error
+    assert by_source[str(samples["image/gif"])].error is None
+    assert len(cloud.completed) == 1
+
+
 def test_upload_all_with_cancel_set_marks_every_file_cancelled_and_completes_none(samples):
     files = [inspect_file(p, LIMIT) for p in samples.values()]
     cloud = FakeCloud()
