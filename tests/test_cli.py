@@ -14,8 +14,17 @@ from imgup.cli import app
 from tests.conftest import run_imgup
 
 COMMANDS = [
-    ["deploy"], ["upload"], ["list"], ["delete"], ["status"], ["cleanup"], ["doctor"],
-    ["local"], ["local", "start"], ["local", "stop"], ["local", "status"],
+    ["deploy"],
+    ["upload"],
+    ["list"],
+    ["delete"],
+    ["status"],
+    ["cleanup"],
+    ["doctor"],
+    ["local"],
+    ["local", "start"],
+    ["local", "stop"],
+    ["local", "status"],
 ]
 
 
@@ -29,8 +38,9 @@ def test_every_command_has_help_text(command: list[str]) -> None:
 
 
 def test_python_dash_m_imgup_help_runs_in_a_subprocess() -> None:
-    result = subprocess.run([sys.executable, "-m", "imgup", "--help"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "imgup", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0
     for command in ("deploy", "upload", "list", "status", "cleanup", "local"):
         assert command in result.stdout
@@ -55,8 +65,19 @@ def test_version_prints_on_stdout() -> None:
     assert result.code == 0 and result.stdout.startswith("imgup ")
 
 
-@pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["status"], ["upload", "x.jpg"],
-                                     ["delete", "abc"], ["cleanup", "--yes"], ["doctor"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["list", "--json"],
+        ["status"],
+        ["upload", "x.jpg"],
+        ["delete", "abc"],
+        ["cleanup", "--yes"],
+        ["doctor"],
+    ],
+    ids=" ".join,
+)
 def test_commands_before_any_deploy_exit_3_and_say_to_deploy(command: list[str]) -> None:
     result = run_imgup(*command)
     assert result.code == 3
@@ -69,10 +90,20 @@ def _fake_deployment(config_dir: Path, api_url: str = "http://127.0.0.1:9/_api/x
     """A deployment record that points at a closed port: any network call would fail."""
     config_dir.mkdir(parents=True, exist_ok=True)
     record = {
-        "target": "aws", "stack_name": "imgup", "region": "us-east-1", "api_url": api_url,
-        "api_id": "x", "bucket": "b", "table": "t", "artifacts_bucket": "a",
-        "max_upload_bytes": 1024, "profile": None, "endpoint_url": None, "api_key_id": None,
-        "stack_status": "CREATE_COMPLETE", "deployed_at": None,
+        "target": "aws",
+        "stack_name": "imgup",
+        "region": "us-east-1",
+        "api_url": api_url,
+        "api_id": "x",
+        "bucket": "b",
+        "table": "t",
+        "artifacts_bucket": "a",
+        "max_upload_bytes": 1024,
+        "profile": None,
+        "endpoint_url": None,
+        "api_key_id": None,
+        "stack_status": "CREATE_COMPLETE",
+        "deployed_at": None,
     }
     (config_dir / "deployment.json").write_text(json.dumps(record))
     (config_dir / "api-key").write_text("secret-key-value\n")

@@ -28,9 +28,7 @@ SKIP_REASON = f"strict-S3 tier skipped: {INSTALL_HINT}"
 
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 10.0
-CLOSED_PORT_PROXY = (
-    "http://127.0.0.1:9"  # nothing listens there: every download fails fast
-)
+CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # nothing listens there: every download fails fast
 
 ACCESS_KEY = "test"
 SECRET_KEY = "test"
@@ -161,9 +159,7 @@ def _stop(proc: subprocess.Popen) -> str:
     return outcome
 
 
-def _wait_ready(
-    proc: subprocess.Popen, endpoint: str, deadline: float
-) -> tuple[bool, str]:
+def _wait_ready(proc: subprocess.Popen, endpoint: str, deadline: float) -> tuple[bool, str]:
     """Poll /_localstack/health until S3 is up. (ready, version or why not)."""
     last = "no answer yet"
     with httpx.Client(trust_env=False, timeout=2.0) as client:
@@ -195,15 +191,11 @@ def localstack(tmp_path_factory: pytest.TempPathFactory):
     python, missing = _find_python()
     if python is None:
         if _require_strict():
-            message = (
-                f"strict-S3 tier FAILED: IMGUP_REQUIRE_STRICT_S3=1 but {missing}; "
-                f"{INSTALL_HINT}"
-            )
+            message = f"strict-S3 tier FAILED: IMGUP_REQUIRE_STRICT_S3=1 but {missing}; {INSTALL_HINT}"
             _tier_status.append(message)
             pytest.fail(message, pytrace=False)
         _tier_status.append(
-            f"{SKIP_REASON} ({missing}; set IMGUP_REQUIRE_STRICT_S3=1 to make "
-            "this a failure)"
+            f"{SKIP_REASON} ({missing}; set IMGUP_REQUIRE_STRICT_S3=1 to make this a failure)"
         )
         pytest.skip(SKIP_REASON)
 
@@ -229,14 +221,10 @@ def localstack(tmp_path_factory: pytest.TempPathFactory):
             break
         stopped = _stop(proc)
         tail = _log_tail(log_path)
-        failure = (
-            f"LocalStack did not start ({detail}; {stopped}).\n"
-            f"--- last lines of {log_path} ---\n{tail}"
-        )
+        failure = f"LocalStack did not start ({detail}; {stopped}).\n--- last lines of {log_path} ---\n{tail}"
         if "address already in use" not in tail.lower() or attempt == 2:
             _tier_status.append(
-                f"strict-S3 tier FAILED: LocalStack did not start ({detail}); "
-                f"log: {log_path}"
+                f"strict-S3 tier FAILED: LocalStack did not start ({detail}); log: {log_path}"
             )
             pytest.fail(failure, pytrace=False)
     else:  # pragma: no cover - the loop either breaks or fails
@@ -289,11 +277,7 @@ def http(localstack: LocalStack):
 
     def only_localstack(request: httpx.Request) -> None:
         if request.url.host != "127.0.0.1":
-            raise AssertionError(
-                f"strict-S3 tests talk to 127.0.0.1 only, not {request.url}"
-            )
+            raise AssertionError(f"strict-S3 tests talk to 127.0.0.1 only, not {request.url}")
 
-    with httpx.Client(
-        trust_env=False, timeout=10.0, event_hooks={"request": [only_localstack]}
-    ) as client:
+    with httpx.Client(trust_env=False, timeout=10.0, event_hooks={"request": [only_localstack]}) as client:
         yield client

@@ -67,9 +67,7 @@ def presign(
     )
 
 
-def lie(
-    headers: dict[str, str], *, drop: tuple[str, ...] = (), **replace: str
-) -> httpx.Headers:
+def lie(headers: dict[str, str], *, drop: tuple[str, ...] = (), **replace: str) -> httpx.Headers:
     """The returned headers with some replaced or left out. Content-Length is always left to
     httpx, so it is the true length of whatever body is sent (a different body, a different
     length: the lie a client tells by sending another file)."""
@@ -98,12 +96,8 @@ def assert_refused(response: httpx.Response, s3, bucket: str, *keys: str) -> Non
         assert stored(s3, bucket, key) is None, f"{key} exists after a refused upload"
 
 
-def assert_accepted(
-    response: httpx.Response, s3, bucket: str, key: str, body: bytes = BODY
-):
-    assert response.status_code == 200, (
-        f"HTTP {response.status_code} {response.text[:500]}"
-    )
+def assert_accepted(response: httpx.Response, s3, bucket: str, key: str, body: bytes = BODY):
+    assert response.status_code == 200, f"HTTP {response.status_code} {response.text[:500]}"
     assert stored(s3, bucket, key) == body
 
 
@@ -123,15 +117,10 @@ def test_the_url_points_at_localstack_and_the_headers_name_type_length_and_check
     assert url.startswith(f"{localstack.endpoint}/{bucket}/")
     assert sent["content-type"] == CONTENT_TYPE
     assert sent["content-length"] == str(len(BODY))
-    assert (
-        sent["x-amz-checksum-sha256"]
-        == base64.b64encode(bytes.fromhex(BODY_SHA256)).decode()
-    )
+    assert sent["x-amz-checksum-sha256"] == base64.b64encode(bytes.fromhex(BODY_SHA256)).decode()
 
 
-def test_the_honest_upload_with_exactly_the_returned_headers_is_accepted(
-    s3, bucket, key, http
-):
+def test_the_honest_upload_with_exactly_the_returned_headers_is_accepted(s3, bucket, key, http):
     url, headers = presign(s3, bucket, key)
 
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
@@ -152,9 +141,7 @@ def test_a_different_content_type_than_the_signed_one_is_refused(s3, bucket, key
     url, headers = presign(s3, bucket, key)
 
     for claimed in ("image/jpeg", "text/html", "image/svg+xml"):
-        response = http.put(
-            url, headers=lie(headers, content_type=claimed), content=BODY
-        )
+        response = http.put(url, headers=lie(headers, content_type=claimed), content=BODY)
         assert_refused(response, s3, bucket, key)
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
@@ -219,9 +206,7 @@ def test_a_url_whose_key_was_changed_is_refused(s3, bucket, key, http):
     other_key = key.replace("photo.png", "other.png")
     parts = urlsplit(url)
     assert parts.path.endswith("/photo.png")
-    changed = urlunsplit(
-        parts._replace(path=parts.path[: -len("photo.png")] + "other.png")
-    )
+    changed = urlunsplit(parts._replace(path=parts.path[: -len("photo.png")] + "other.png"))
 
     response = http.put(changed, headers=headers, content=BODY)
 
@@ -252,16 +237,12 @@ def test_a_body_that_differs_from_the_signed_sha256_is_refused(s3, bucket, key, 
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
-def test_a_checksum_header_recomputed_for_a_different_body_is_refused(
-    s3, bucket, key, http
-):
+def test_a_checksum_header_recomputed_for_a_different_body_is_refused(s3, bucket, key, http):
     url, headers = presign(s3, bucket, key, sha256=True)
     forged = BODY[:-4] + b"EVIL"
     forged_checksum = base64.b64encode(hashlib.sha256(forged).digest()).decode()
 
-    response = http.put(
-        url, headers=lie(headers, x_amz_checksum_sha256=forged_checksum), content=forged
-    )
+    response = http.put(url, headers=lie(headers, x_amz_checksum_sha256=forged_checksum), content=forged)
 
     assert_refused(response, s3, bucket, key)
 
@@ -269,9 +250,7 @@ def test_a_checksum_header_recomputed_for_a_different_body_is_refused(
 def test_leaving_out_the_signed_checksum_header_is_refused(s3, bucket, key, http):
     url, headers = presign(s3, bucket, key, sha256=True)
 
-    response = http.put(
-        url, headers=lie(headers, drop=("x-amz-checksum-sha256",)), content=BODY
-    )
+    response = http.put(url, headers=lie(headers, drop=("x-amz-checksum-sha256",)), content=BODY)
 
     assert_refused(response, s3, bucket, key)
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
