@@ -213,7 +213,7 @@ def list_images(
     if not images:
         output.note("No images yet. Upload one: imgup upload photo.jpg")
         return
-    output.err.print(output.images_table(images))
+    output.print_table(output.images_table(images))
     output.note(f"{len(images)} image{'s' if len(images) != 1 else ''}")
 
 

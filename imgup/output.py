@@ -71,6 +71,14 @@ def error(message: str, hint: str | None = None) -> None:
         err.print(printable(hint), markup=False)
 
 
+def print_table(table: Any) -> None:
+    """A table on stderr; on a terminal it fits the screen, elsewhere it keeps its full width."""
+    if err.is_terminal:
+        err.print(table)
+    else:  # a file or a pipe: no screen to fit, so no cell is cut short
+        Console(file=sys.stderr, width=10_000, highlight=False).print(table)
+
+
 def images_table(images: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
