@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -28,10 +28,11 @@ class ImgupGroup(TyperGroup):
 
     def main(
         self,
-        args: Any = None,
-        prog_name: Any = None,
-        complete_var: Any = None,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
         standalone_mode: bool = True,
+        windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
         code = self._run(args, prog_name, complete_var, **extra)
@@ -361,7 +362,3 @@ def local_status(json_out: bool = JsonOption) -> None:
 
 def main() -> None:
     app()
-
-
-# Kept for tools that look for a module-level path to the package's data.
-PACKAGE_DIR = Path(__file__).resolve().parent

@@ -25,7 +25,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .errors import NotDeployed, UsageError
 
@@ -177,7 +177,16 @@ def save_deployment(deployment: Deployment, api_key: str) -> None:
     )
 
 
+@overload
+def load_deployment(required: Literal[True] = True) -> Deployment: ...
+
+
+@overload
+def load_deployment(required: bool) -> Deployment | None: ...
+
+
 def load_deployment(required: bool = True) -> Deployment | None:
+    """The recorded deployment; NotDeployed when there is none (None if not ``required``)."""
     path = config_dir() / "deployment.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

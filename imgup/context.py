@@ -94,7 +94,6 @@ def deploy(settings: Settings, *, local: bool, alert_email: str | None, timeout:
 
 def image_api(settings: Settings, deployment: Deployment | None = None) -> ImageApi:
     deployment = deployment or config.load_deployment()
-    assert deployment is not None
     if deployment.is_local:
         target_for(deployment)  # fails clearly when the local stack is gone
     return ImageApi(
@@ -122,7 +121,6 @@ def upload(settings: Settings, paths: list[str], *, json_out: bool) -> list[Any]
             "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
         )
     deployment = config.load_deployment()
-    assert deployment is not None
     good, bad = collect_files(paths, deployment.max_upload_bytes)
     for outcome in bad:
         output.error(f"{outcome.source}: {outcome.error}")
@@ -202,7 +200,6 @@ def status(show_key: bool) -> dict[str, Any]:
     from .deployer import require_stack
 
     deployment = config.load_deployment()
-    assert deployment is not None
     stack = require_stack(target_for(deployment), deployment)
     info = status_fields(deployment, stack["StackStatus"])
     if show_key:
@@ -239,5 +236,4 @@ def doctor(verify_checksums: bool) -> Any:
     from .doctor import check
 
     deployment = config.load_deployment()
-    assert deployment is not None
     return check(target_for(deployment), deployment, verify_checksums=verify_checksums)

@@ -52,7 +52,7 @@ class Report:
 
 def _records(target: AwsTarget, table: str) -> list[tuple[ImageRecord, dict[str, Any]]]:
     dynamodb = target.client("dynamodb")
-    found = []
+    found: list[tuple[ImageRecord, dict[str, Any]]] = []
     with translate_errors(f"Reading table {table}"):
         for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
             found.extend((ImageRecord.from_item(item), item) for item in page.get("Items", []))

@@ -83,19 +83,11 @@ def images_table(images: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column, justify in (
-        ("Name", "left"),
-        ("Size", "right"),
-        ("Type", "left"),
-        ("Uploaded", "left"),
-        ("Id", "left"),
-    ):
-        table.add_column(
-            column,
-            justify=justify,
-            no_wrap=True,  # type: ignore[arg-type]
-            min_width=36 if column == "Id" else None,
-        )
+    table.add_column("Name", no_wrap=True)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Type", no_wrap=True)
+    table.add_column("Uploaded", no_wrap=True)
+    table.add_column("Id", no_wrap=True, min_width=36)  # people copy it whole
     for image in images:
         uploaded = str(image.get("uploadedAt") or "")
         table.add_row(
