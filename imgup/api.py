@@ -92,7 +92,7 @@ class ImageApi:
             if response.status_code in RETRY_STATUSES:
                 delay = next(delays, None)
                 if delay is not None:
-                    self.retry.sleep(_retry_after(response, delay))
+                    self.retry.sleep(retry_after(response, delay))
                     continue
             return self._decode(method, path, response)
 
@@ -182,7 +182,10 @@ class ImageApi:
         return self._request("DELETE", f"/images/{image_id}")
 
 
-def _retry_after(response: Any, default: float) -> float:
+def retry_after(response: Any, default: float) -> float:
+    """The server's Retry-After in seconds (capped at 30) when it gave one, else ``default``."""
+    if response is None:
+        return default
     try:
         return min(float(response.headers.get("retry-after", "")), 30.0)
     except ValueError:

@@ -23,6 +23,10 @@ from .errors import ExitCode, ImgupError, NotDeployed, PartialFailure, UsageErro
 _debug = {"on": bool(os.environ.get("IMGUP_DEBUG"))}
 
 
+class _Interrupted(Exception):
+    """Ctrl-C, carried past Typer's handling to ImgupGroup._run."""
+
+
 class ImgupGroup(TyperGroup):
     """Runs commands and turns every error into a message and an exit code."""
 
@@ -40,6 +44,13 @@ class ImgupGroup(TyperGroup):
             sys.exit(code)
         return code
 
+    def invoke(self, ctx: Any) -> Any:
+        # Typer's own main turns Ctrl-C into a silent exit 130; catch it first, to say so.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
     def _run(self, args: Any, prog_name: Any, complete_var: Any, **extra: Any) -> int:
         try:
             result = super().main(
@@ -49,7 +60,7 @@ class ImgupGroup(TyperGroup):
                 standalone_mode=False,
                 **extra,
             )
-        except (KeyboardInterrupt, typer.Abort):
+        except (KeyboardInterrupt, _Interrupted, typer.Abort):
             output.error("Interrupted.")
             return ExitCode.INTERRUPTED
         except ImgupError as exc:

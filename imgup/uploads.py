@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .api import ImageApi, RetryPolicy, describe_transport_error, transport_errors
+from .api import ImageApi, RetryPolicy, describe_transport_error, retry_after, transport_errors
 from .backend import rules
 from .errors import ApiError, FileRejected, UploadRejected
 
@@ -126,17 +126,42 @@ class Uploader:
         self.clock = clock
 
     def upload(self, local: LocalFile, on_progress: Callable[[int], None]) -> dict[str, Any]:
-        """Upload one checked file; the result line (imageId, fileName, ...) or an error."""
+        """Upload one checked file; the result line (imageId, fileName, ...) or an error.
+
+        No file is ever half-reported: a URL is given up only after settling its record
+        (completed if its bytes did land after all, deleted otherwise), because the bucket's
+        notification would otherwise list bytes that this run reported as failed.
+        """
         for _ in range(URL_ATTEMPTS):
             grant = self.api.request_upload(local.name, local.file_type, local.size, local.sha256)
+            image_id = grant["imageId"]
             try:
                 self._put(grant, local, on_progress)
-                break
             except UrlExpired:
+                image, _ = self._settle(image_id)
+                if image is not None:
+                    return self._result(local, grant, image)
                 continue
+            except (ApiError, FileRejected) as exc:
+                image, note = self._settle(image_id)
+                if image is not None:
+                    return self._result(local, grant, image)
+                exc.message += note
+                raise
+            break
         else:
             raise ApiError("the upload URL kept expiring; try again.")
-        image = self.api.complete(grant["imageId"])
+        try:
+            image = self.api.complete(image_id)
+        except UploadRejected:
+            raise  # the server rejected the bytes, deleted them, and never lists them
+        except ApiError as exc:
+            exc.message += self._abandon(image_id)
+            raise
+        return self._result(local, grant, image)
+
+    @staticmethod
+    def _result(local: LocalFile, grant: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
         return {
             "imageId": image.get("imageId", grant["imageId"]),
             "fileName": image.get("fileName", local.name),
@@ -145,6 +170,25 @@ class Uploader:
             "sha256": local.sha256,
             "fileUrl": image.get("fileUrl", grant.get("fileUrl")),
         }
+
+    def _settle(self, image_id: str) -> tuple[dict[str, Any] | None, str]:
+        """After a failed or expired PUT: (the image, "") when its bytes landed after all and
+        it is now complete; else (None, note) once its record is deleted (see ``_abandon``)."""
+        if self.cancel.is_set():
+            return None, ""
+        try:
+            return self.api.complete(image_id), ""
+        except ApiError:
+            return None, self._abandon(image_id)
+
+    def _abandon(self, image_id: str) -> str:
+        """Delete a record this run gives up on; a note for the error message if that failed."""
+        try:
+            self.api.delete(image_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                return f" It may still be listed as {image_id}."
+        return ""
 
     def _expired(self, grant: dict[str, Any]) -> bool:
         try:
@@ -176,6 +220,7 @@ class Uploader:
                 raise UrlExpired()
             sent = [0]
             failure: str
+            wait_hint = None
             try:
                 response = self.http.put(
                     grant["uploadUrl"], content=self._body(local.path, on_progress, sent), headers=headers
@@ -192,11 +237,12 @@ class Uploader:
                 if response.status_code not in (429, 500, 502, 503, 504):
                     raise UploadRejected(f"storage refused the upload (HTTP {response.status_code}).")
                 failure = f"storage answered HTTP {response.status_code}"
+                wait_hint = response
             on_progress(-sent[0])
             delay = next(delays, None)
             if delay is None:
                 raise ApiError(f"the upload failed: {failure}.")
-            self.retry.sleep(delay)
+            self.retry.sleep(retry_after(wait_hint, delay))
 
 
 def upload_all(
@@ -231,7 +277,8 @@ def upload_all(
     except KeyboardInterrupt:
         uploader.cancel.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        wait(pending, timeout=10)
+        # Futures cancelled by shutdown() never count as done: wait for the running ones only.
+        wait([f for f in pending if not f.cancelled()], timeout=10)
         raise
     pool.shutdown(wait=True)
     return outcomes

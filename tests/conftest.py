@@ -129,12 +129,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeplo
     down with ``imgup cleanup --yes`` after the module."""
     config_dir = tmp_path_factory.mktemp("local-stack-config")
     env = {**CLEAN_ENV, "IMGUP_CONFIG_DIR": str(config_dir)}
-    deployed = run_imgup("deploy", "--local", env=env)
-    assert deployed.code == 0, deployed.stderr
-    status = run_imgup("status", "--json", "--show-key", env=env)
-    assert status.code == 0, status.stderr
-    info = status.json()
     try:
+        deployed = run_imgup("deploy", "--local", env=env)
+        assert deployed.code == 0, deployed.stderr
+        status = run_imgup("status", "--json", "--show-key", env=env)
+        assert status.code == 0, status.stderr
+        info = status.json()
         yield LocalDeployment(
             config_dir, info["apiUrl"], info["apiKey"], info["endpointUrl"], info["bucket"], info["table"]
         )

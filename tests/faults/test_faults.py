@@ -221,13 +221,6 @@ def test_faults_beyond_the_retry_budget_fail_that_file_alone_with_a_clear_error(
     consistency.check(before=before, reported=run.uploaded)
 
 
-HALF_REPORTED = pytest.mark.xfail(
-    strict=True,
-    reason="client change needed: bytes that landed under a URL the client then abandons are "
-    "completed by the S3 event and listed, unreported; see the report of issue 3 item 4",
-)
-
-
 @pytest.mark.parametrize(
     "method, path, fault",
     [
@@ -235,7 +228,6 @@ HALF_REPORTED = pytest.mark.xfail(
         pytest.param("POST", "/complete", Answer(503), id="complete-failing-after-the-put"),
     ],
 )
-@HALF_REPORTED
 def test_a_file_reported_failed_after_its_bytes_landed_is_never_listed(
     local_stack, consistency: Consistency, before: set[str], tmp_path: Path, method, path, fault
 ) -> None:
@@ -250,7 +242,6 @@ def test_a_file_reported_failed_after_its_bytes_landed_is_never_listed(
     consistency.check(before=before, reported=run.uploaded)
 
 
-@HALF_REPORTED
 def test_a_put_whose_answer_was_lost_and_whose_url_then_expired_is_listed_once(
     local_stack, consistency: Consistency, before: set[str], tmp_path: Path
 ) -> None:

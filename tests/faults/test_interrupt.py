@@ -94,11 +94,6 @@ def test_ctrl_c_during_uploads_exits_130_without_a_traceback(interrupted: Interr
     assert "Unexpected" not in interrupted.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client change needed: Typer 0.29 turns KeyboardInterrupt into Exit(130) inside "
-    "its own main, so ImgupGroup never sees it and prints nothing",
-)
 def test_ctrl_c_during_uploads_says_interrupted_on_stderr(interrupted: Interrupted) -> None:
     assert "Interrupted" in interrupted.stderr
 
@@ -136,12 +131,6 @@ class GatedUploader:
         return {"imageId": local.name}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client change needed: upload_all waits on futures that shutdown(cancel_futures=True) "
-    "cancelled; wait() never counts those as done, so every Ctrl-C with files still queued "
-    "sleeps the whole 10 s bound",
-)
 def test_ctrl_c_waits_only_for_uploads_that_are_running(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -207,6 +207,8 @@ class FakeCloud:
         self.grants: list[dict] = []
         self.puts: list[tuple[httpx.Request, bytes]] = []
         self.completed: list[str] = []
+        self.stored: set[str] = set()  # image ids whose PUT landed
+        self.deleted: list[str] = []  # records the client abandoned
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
@@ -219,8 +221,14 @@ class FakeCloud:
         if request.url.path.endswith("/complete"):
             image_id = request.url.path.split("/")[-2]
             with self.lock:
+                if image_id not in self.stored:  # as the real API: nothing to complete yet
+                    return httpx.Response(409, json={"error": "The file has not been uploaded yet"})
                 self.completed.append(image_id)
             return httpx.Response(200, json={"imageId": image_id, "status": "ready"})
+        if request.method == "DELETE" and request.url.path.startswith("/v1/images/"):
+            with self.lock:
+                self.deleted.append(request.url.path.rsplit("/", 1)[-1])
+            return httpx.Response(200, json={"message": "Image deleted"})
         return httpx.Response(404, json={"message": "Missing Authentication Token"})
 
     def presign(self, request: httpx.Request) -> httpx.Response:
@@ -265,6 +273,8 @@ class FakeCloud:
                 403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
             )
         if step == 200:
+            with self.lock:
+                self.stored.add(request.url.path.rsplit("/", 1)[-1])
             return httpx.Response(200)
         return httpx.Response(step, text=f"<Error><Code>Scripted{step}</Code></Error>")
 
@@ -403,6 +413,7 @@ def test_a_put_that_keeps_failing_gives_up_after_the_retries_without_completing(
     assert len(cloud.put_urls) == 3
     assert len(sleeps) == 2
     assert cloud.completed == []
+    assert cloud.deleted == ["img-1"]  # the abandoned record can never be listed
     assert sum(progress) == 0
 
 
@@ -416,6 +427,7 @@ def test_a_put_refused_as_expired_gets_a_fresh_url_and_succeeds(photo):
     assert cloud.presign_count == 2
     assert cloud.put_urls == [cloud.grants[0]["uploadUrl"], cloud.grants[1]["uploadUrl"]]
     assert cloud.completed == ["img-2"]
+    assert cloud.deleted == ["img-1"]
     assert result["imageId"] == "img-2"
     assert sum(progress) == photo.size
     assert sleeps == []
