@@ -24,6 +24,7 @@ from ..packaging import PACKAGE_NAME
 
 log = logging.getLogger("imgup.local")
 CACHE_SECONDS = 2.0
+INVOKE_CONCURRENCY = 4
 
 
 class TtlCache:
@@ -72,6 +73,10 @@ class LambdaRunner:
         self._clients: dict[tuple[str, str], Any] = {}
         self._client_lock = threading.Lock()
         self._configs = TtlCache()
+        # All functions share this process's one core (the GIL): running more handlers at
+        # once only adds contention. Extra invocations queue here, as in a Lambda with
+        # reserved concurrency; the moto calls they make are not limited, so none can starve.
+        self._slots = threading.BoundedSemaphore(INVOKE_CONCURRENCY)
 
     def client(self, service: str, region: str) -> Any:
         with self._client_lock:
@@ -125,7 +130,8 @@ class LambdaRunner:
         handler = resolve_handler(function.handler)
         started = time.monotonic()
         try:
-            return handler(event, context, environ=self.environ_for(function, region))
+            with self._slots:
+                return handler(event, context, environ=self.environ_for(function, region))
         finally:
             log.info(
                 "invoked %s request_id=%s in %.0f ms",
