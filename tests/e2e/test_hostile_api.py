@@ -1,0 +1,111 @@
+"""Hostile requests and lying uploads, over HTTP, against the local stack: every one gets a
+4xx with a JSON error (never a 5xx), and nothing a lie put in the bucket survives."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from tests.samples import png_bytes
+
+pytestmark = pytest.mark.e2e
+
+ZERO_ID = "00000000-0000-4000-8000-000000000000"
+CORPUS = [
+    ("POST", "/upload", {"content": b"{not json"}),
+    ("POST", "/upload", {"content": b"\xff\xfe\x00 not utf-8"}),
+    ("POST", "/upload", {"content": b"[1, 2, 3]"}),
+    ("POST", "/upload", {"content": b"null"}),
+    ("POST", "/upload", {"json": {"fileName": "a.png", "fileType": "image/png"}}),
+    ("POST", "/upload", {"json": {"fileName": "a.svg", "fileType": "image/svg+xml", "fileSize": 10}}),
+    ("POST", "/upload", {"json": {"fileName": "../../etc/passwd", "fileType": "image/png", "fileSize": 10}}),
+    ("POST", "/upload", {"json": {"fileName": "a\x00.png", "fileType": "image/png", "fileSize": 10}}),
+    ("POST", "/upload", {"json": {"fileName": "", "fileType": "image/png", "fileSize": 10}}),
+    ("POST", "/upload", {"json": {"fileName": "a" * 300 + ".png", "fileType": "image/png", "fileSize": 10}}),
+    ("POST", "/upload", {"json": {"fileName": "a.png", "fileType": "image/png", "fileSize": True}}),
+    ("POST", "/upload", {"json": {"fileName": "a.png", "fileType": "image/png", "fileSize": 2.5}}),
+    ("POST", "/upload", {"json": {"fileName": "a.png", "fileType": "image/png", "fileSize": 0}}),
+    ("POST", "/upload", {"json": {"fileName": "a.png", "fileType": "image/png", "fileSize": -1}}),
+    ("POST", "/upload", {"json": {"fileName": "a.png", "fileType": "image/png", "fileSize": 10**30}}),
+    (
+        "POST",
+        "/upload",
+        {"json": {"fileName": "a.png", "fileType": "image/png", "fileSize": 10, "sha256": "zz"}},
+    ),
+    ("POST", "/upload", {"content": b"[" * 100_000}),
+    ("POST", "/upload", {"content": b"x" * (11 * 1024 * 1024)}),
+    ("GET", "/images?cursor=%25%25%25", {}),
+    ("GET", "/images?cursor=eyJpbWFnZUlkIjogMX0", {}),
+    ("GET", "/images?limit=-5", {}),
+    ("GET", "/images?limit=abc", {}),
+    ("GET", "/images/..%2F..%2Fetc", {}),
+    ("GET", "/images/%F0%9F%98%80", {}),
+    ("GET", f"/images/{ZERO_ID}", {}),
+    ("DELETE", f"/images/{ZERO_ID}", {}),
+    ("POST", f"/images/{ZERO_ID}/complete", {}),
+    ("POST", "/images/not-an-id/complete", {}),
+    ("PATCH", "/images", {}),
+    ("GET", "/" + "a" * 5000, {}),
+]
+
+
+@pytest.mark.parametrize("method, path, kwargs", CORPUS, ids=[f"{m} {p[:40]}" for m, p, _ in CORPUS])
+def test_a_hostile_request_gets_a_4xx_with_a_json_error(local_stack, method, path, kwargs) -> None:
+    answer = httpx.request(
+        method, local_stack.api_url + path, headers={"x-api-key": local_stack.api_key}, timeout=30, **kwargs
+    )
+    assert 400 <= answer.status_code < 500, answer.text[:200]
+    body = answer.json()
+    assert isinstance(body, dict) and (body.get("error") or body.get("message"))
+
+
+def _lie(local_stack, declared: dict, body: bytes) -> tuple[httpx.Response, str]:
+    headers = {"x-api-key": local_stack.api_key}
+    grant = httpx.post(local_stack.api_url + "/upload", json=declared, headers=headers).json()
+    # moto enforces no signed header: send the lie with the declared Content-Type only.
+    put = httpx.put(grant["uploadUrl"], content=body, headers={"Content-Type": declared["fileType"]})
+    assert put.status_code == 200
+    done = httpx.post(local_stack.api_url + f"/images/{grant['imageId']}/complete", headers=headers)
+    return done, grant["imageId"]
+
+
+@pytest.mark.parametrize(
+    "declared, body, status",
+    [
+        ({"fileName": "big.png", "fileType": "image/png", "fileSize": 100}, png_bytes(5000), 413),
+        (
+            {"fileName": "text.png", "fileType": "image/png", "fileSize": 26},
+            b"I am text posing as a PNG.",
+            422,
+        ),
+        ({"fileName": "gif.png", "fileType": "image/png", "fileSize": 43}, b"GIF89a" + b"\x00" * 37, 422),
+    ],
+    ids=["oversized-body", "text-as-png", "gif-declared-png"],
+)
+def test_a_lying_upload_is_rejected_at_completion_and_its_object_deleted(
+    local_stack, declared, body, status
+) -> None:
+    done, image_id = _lie(local_stack, declared, body)
+    assert done.status_code == status, done.text
+    assert done.json()["error"]
+    doctor = local_stack.imgup("doctor", "--json")
+    assert doctor.code == 0, doctor.stderr
+    assert doctor.json()["problems"] == []
+    listed = local_stack.imgup("list", "--json").json()
+    assert image_id not in {i["imageId"] for i in listed}
+
+
+def test_a_body_that_does_not_match_its_declared_checksum_is_rejected(local_stack) -> None:
+    real = png_bytes(200)
+    forged = png_bytes(200)[:-20] + b"\x01" * 20
+    declared = {
+        "fileName": "sum.png",
+        "fileType": "image/png",
+        "fileSize": len(forged),
+        "sha256": hashlib.sha256(real).hexdigest(),
+    }
+    done, image_id = _lie(local_stack, declared, forged)
+    assert done.status_code == 422 and "checksum" in done.json()["error"].lower()
+    assert image_id not in {i["imageId"] for i in local_stack.imgup("list", "--json").json()}
