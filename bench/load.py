@@ -20,48 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.isolation import isolated_env  # noqa: E402
+from tests.samples import png_bytes  # noqa: E402
+
 IMGUP = str(Path(sys.executable).with_name("imgup"))
-# Fake credentials and no profile: the local stack needs no AWS account, and must not use one.
-LOCAL_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "NO_COLOR": "1",
-}
-DROPPED = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "IMGUP_STACK_NAME", "IMGUP_CONCURRENCY", "IMGUP_RETRIES")
-
-
-def png(serial: int, size: int) -> bytes:
-    """A real 1x1 PNG of about ``size`` bytes whose bytes depend on ``serial``."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    text = b"n\x00" + f"{serial:08d}-{time.time_ns()}".encode() + b"." * max(0, size - 90)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-        + chunk(b"tEXt", text)
-        + chunk(b"IDAT", zlib.compress(b"\x00" + serial.to_bytes(3, "big")))
-        + chunk(b"IEND", b"")
-    )
 
 
 def write_images(directory: Path, n: int, size: int, stem: str = "load") -> list[Path]:
@@ -69,7 +44,7 @@ def write_images(directory: Path, n: int, size: int, stem: str = "load") -> list
     paths = []
     for serial in range(n):
         path = directory / f"{stem}-{serial:05d}.png"
-        path.write_bytes(png(serial, size))
+        path.write_bytes(png_bytes(size) + serial.to_bytes(4, "big"))  # bytes differ per file
         paths.append(path)
     return paths
 
@@ -208,8 +183,7 @@ def _in_process_pass(config_dir: Path, files: list[Path], workers: int) -> tuple
 def run(n: int, workers: int, workdir: Path, *, size: int = 2048, latency: bool = True) -> LoadRun:
     """Deploy, upload, check, clean up; the measurements and what was observed."""
     config_dir = workdir / "config"
-    env = {k: v for k, v in os.environ.items() if k not in DROPPED}
-    env.update(LOCAL_ENV, IMGUP_CONFIG_DIR=str(config_dir))
+    env = isolated_env(config_dir)
     result = LoadRun(n, workers, config_dir=config_dir)
     phases = result.phases
 

@@ -13,31 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.isolation import CLEAN_ENV, DROPPED
 from tests.samples import write_samples
 
 IMGUP = str(Path(sys.executable).with_name("imgup"))
-CLEAN_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "NO_COLOR": "1",
-}
-DROPPED = (
-    "AWS_PROFILE",
-    "AWS_ENDPOINT_URL",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "IMGUP_STACK_NAME",
-    "IMGUP_REGION",
-    "IMGUP_PROFILE",
-    "IMGUP_CONCURRENCY",
-    "IMGUP_RETRIES",
-    "IMGUP_TIMEOUT",
-    "IMGUP_DEBUG",
-)
 
 
 @pytest.fixture(autouse=True)

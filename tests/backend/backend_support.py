@@ -4,43 +4,17 @@ S3 events that API Gateway and S3 send. The fixtures that use them are in confte
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from tests.samples import SAMPLES, png_bytes, sha256_hex  # noqa: F401  (re-exported for the backend tests)
 
 REGION = "us-east-1"
 TABLE = "imgup-test-images"
 BUCKET = "imgup-test-bucket"
 API_KEY = "k3y-SECRET-do-not-log-0123456789"
-
-
-def png_bytes(payload_size: int = 64) -> bytes:
-    """A small real PNG (1x1, RGB) padded with an ancillary chunk to roughly ``payload_size``."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00\xff\x00\x00")
-    text = chunk(b"tEXt", b"c\x00" + b"x" * max(0, payload_size))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + text + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-SAMPLES = {
-    "image/png": png_bytes(),
-    "image/jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00" + b"\x00" * 64 + b"\xff\xd9",
-    "image/gif": b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 32 + b";",
-    "image/webp": b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 40,
-}
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def create_table(dynamodb: Any) -> None:
