@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from rich.markup import escape
+
 from . import config, output
 from .api import ImageApi, RetryPolicy, make_http_client
 from .aws import AwsTarget, aws_target, local_target
@@ -27,7 +29,7 @@ class StderrReporter:
     """Deploy and cleanup progress, one line per step or stack event, on stderr."""
 
     def step(self, text: str) -> None:
-        output.err.print(f"[bold]•[/] {text}", highlight=False)
+        output.err.print(f"[bold]•[/] {escape(output.printable(text))}", highlight=False)
 
     def stack_event(self, event: StackEvent) -> None:
         colour = (
@@ -36,11 +38,8 @@ class StderrReporter:
             else ("green" if event.status.endswith("COMPLETE") else "cyan")
         )
         reason = f"  {event.reason}" if event.reason and event.status.endswith("FAILED") else ""
-        output.err.print(
-            f"  [{colour}]{event.status:<20}[/] {event.logical_id} ({event.resource_type}){reason}",
-            highlight=False,
-            markup=True,
-        )
+        detail = output.printable(f"{event.logical_id} ({event.resource_type}){reason}")
+        output.err.print(f"  [{colour}]{event.status:<20}[/] {escape(detail)}", highlight=False)
 
 
 def stop_local_stack() -> bool:

@@ -173,3 +173,18 @@ def test_unknown_options_are_usage_errors_with_exit_2() -> None:
     result = run_imgup("list", "--colour")
     assert result.code == 2
     assert "No such option" in result.stderr
+
+
+def test_deploy_progress_prints_stack_events_verbatim_even_with_brackets(capsys) -> None:
+    from imgup.context import StderrReporter
+    from imgup.stack import StackEvent
+
+    reporter = StderrReporter()
+    reporter.step("Creating stack [demo]")
+    reporter.stack_event(
+        StackEvent("Bucket", "AWS::S3::Bucket", "CREATE_FAILED", "Policy [/] has [red] in it")
+    )
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Creating stack [demo]" in captured.err
+    assert "CREATE_FAILED" in captured.err and "Policy [/] has [red] in it" in captured.err
