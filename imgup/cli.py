@@ -136,6 +136,12 @@ def deploy(
     alert_email: str | None = typer.Option(
         None, "--alert-email", help="E-mail address for alarm notifications."
     ),
+    reserved_concurrency: int | None = typer.Option(
+        None,
+        "--reserved-concurrency",
+        min=0,
+        help="Concurrent executions reserved per function [template default: 20]; 0 for a new AWS account.",
+    ),
     timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most."),
     json_out: bool = JsonOption,
 ) -> None:
@@ -147,7 +153,13 @@ def deploy(
 
     started = time.monotonic()
     settings = context.settings(stack_name=stack_name, region=region, profile=profile)
-    result = context.deploy(settings, local=local, alert_email=alert_email, timeout=timeout)
+    result = context.deploy(
+        settings,
+        local=local,
+        alert_email=alert_email,
+        timeout=timeout,
+        reserved_concurrency=reserved_concurrency,
+    )
     elapsed = time.monotonic() - started
     info = context.status_fields(result.deployment, result.deployment.stack_status)
     if json_out:

@@ -73,7 +73,14 @@ def target_for(deployment: Deployment) -> AwsTarget:
     return aws_target(deployment.profile, deployment.region)
 
 
-def deploy(settings: Settings, *, local: bool, alert_email: str | None, timeout: float) -> Any:
+def deploy(
+    settings: Settings,
+    *,
+    local: bool,
+    alert_email: str | None,
+    timeout: float,
+    reserved_concurrency: int | None = None,
+) -> Any:
     from .deployer import deploy as run_deploy
 
     target = _local_target(settings.region) if local else aws_target(settings.profile, settings.region)
@@ -86,6 +93,7 @@ def deploy(settings: Settings, *, local: bool, alert_email: str | None, timeout:
         local=local,
         profile=settings.profile,
         alert_email=alert_email,
+        reserved_concurrency=reserved_concurrency,
     )
     config.save_deployment(result.deployment, result.api_key)
     return result

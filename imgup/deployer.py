@@ -55,6 +55,7 @@ def deploy(
     local: bool,
     profile: str | None = None,
     alert_email: str | None = None,
+    reserved_concurrency: int | None = None,
 ) -> DeployResult:
     region = target.region
     reporter.step("Packaging the backend")
@@ -82,6 +83,11 @@ def deploy(
         "CodeKey": code_key,
         "AlertEmail": alert_email if alert_email is not None else previous.get("AlertEmail", ""),
     }
+    # Given once, a setting sticks: later deploys without the flag keep the stack's value.
+    if reserved_concurrency is not None:
+        params["ReservedConcurrency"] = str(reserved_concurrency)
+    elif "ReservedConcurrency" in previous:
+        params["ReservedConcurrency"] = previous["ReservedConcurrency"]
     if stack and cfn.template_unchanged(target, stack_name, stack, body, params):
         reporter.step(f"Stack {stack_name} is up to date")
         changed = False

@@ -49,6 +49,7 @@ PARAMETERS = {
     "StageName",
     "AllowedOrigin",
     "LogRetentionDays",
+    "ReservedConcurrency",
 }
 OUTPUTS = {
     "ApiUrl",
@@ -217,6 +218,7 @@ def test_parameters_and_outputs_are_exactly_those_of_the_contract(template):
     assert params["StageName"]["Default"] == "v1"
     assert params["AllowedOrigin"]["Default"] == "*"
     assert params["LogRetentionDays"]["Default"] == 30
+    assert params["ReservedConcurrency"]["Default"] == 20
 
 
 def test_no_output_but_the_api_key_id_depends_on_a_resource_that_moto_skips(template):

@@ -332,3 +332,24 @@ def test_deploy_refuses_a_stack_that_is_busy(target, stack_name):
     assert "UPDATE_IN_PROGRESS" in caught.value.message
     assert "create_stack" not in busy.calls
     assert "delete_stack" not in busy.calls
+
+
+def _parameters(target: AwsTarget, name: str) -> dict[str, str]:
+    stack = cfn.describe_stack(target, name)
+    assert stack is not None
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def test_a_reserved_concurrency_given_once_sticks_until_given_again(target, stack_name):
+    deployer.deploy(target, stack_name, Recorder(), quick_waiter(), local=True, reserved_concurrency=0)
+    assert _parameters(target, stack_name)["ReservedConcurrency"] == "0"
+
+    again = deploy(target, stack_name)  # no flag: the stack keeps its value, nothing changes
+    assert again.changed is False
+    assert _parameters(target, stack_name)["ReservedConcurrency"] == "0"
+
+    changed = deployer.deploy(
+        target, stack_name, Recorder(), quick_waiter(), local=True, reserved_concurrency=5
+    )
+    assert changed.changed is True
+    assert _parameters(target, stack_name)["ReservedConcurrency"] == "5"
