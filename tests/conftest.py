@@ -12,11 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.isolation import CLEAN_ENV, DROPPED
 from tests.samples import write_samples
 
 IMGUP = str(Path(sys.executable).with_name("imgup"))
+
+# The machines are shared and noisy: a property holds or not whatever an example's run time,
+# so no per-example deadline (it would only make CI flaky).
+hypothesis_settings.register_profile("imgup", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("imgup")
 
 
 @pytest.fixture(autouse=True)
