@@ -195,3 +195,23 @@ def test_a_dead_local_stack_is_noticed_and_replaced(tmp_path: Path) -> None:
     assert new_state["pid"] != state["pid"]
     stopped = run_imgup("local", "stop", env=env)
     assert stopped.code == 0 and not _alive(new_state["pid"])
+
+
+def test_delete_removes_the_image_and_its_object_and_reports_unknown_ids(
+    local_stack, samples: dict[str, Path]
+) -> None:
+    uploaded = local_stack.imgup("upload", str(samples["image/gif"]), str(samples["image/webp"]), "--json")
+    assert uploaded.code == 0, uploaded.stderr
+    gif, webp = sorted(uploaded.json_lines(), key=lambda line: line["fileType"])
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    deleted = local_stack.imgup("delete", gif["imageId"], unknown)
+    assert deleted.code == 6
+    assert deleted.stdout.splitlines() == [gif["imageId"]]
+    assert f"{unknown}: Image not found" in deleted.stderr
+
+    listed = {i["imageId"] for i in local_stack.imgup("list", "--json").json()}
+    assert webp["imageId"] in listed and gif["imageId"] not in listed
+    assert httpx.get(gif["fileUrl"]).status_code in (403, 404)  # S3 says 403 without ListBucket
+    doctor = local_stack.imgup("doctor", "--json")
+    assert doctor.code == 0 and doctor.json()["healthy"] is True
