@@ -73,6 +73,11 @@ def target_for(deployment: Deployment) -> AwsTarget:
     return aws_target(deployment.profile, deployment.region)
 
 
+def _waiter(local: bool, timeout: float = 1800) -> Waiter:
+    """The local stack answers in moments; AWS takes minutes and is polled less often."""
+    return Waiter(interval=0.2, timeout=min(timeout, 120)) if local else Waiter(interval=3.0, timeout=timeout)
+
+
 def deploy(
     settings: Settings,
     *,
@@ -84,7 +89,7 @@ def deploy(
     from .deployer import deploy as run_deploy
 
     target = _local_target(settings.region) if local else aws_target(settings.profile, settings.region)
-    waiter = Waiter(interval=0.2 if local else 3.0, timeout=min(timeout, 120) if local else timeout)
+    waiter = _waiter(local, timeout)
     result = run_deploy(
         target,
         settings.stack_name,
@@ -218,23 +223,17 @@ def cleanup(deployment: Deployment) -> Any:
     from .deployer import CleanupReport
     from .deployer import cleanup as run_cleanup
 
+    try:
+        target = target_for(deployment)
+    except NotDeployed:  # a local deployment whose stack has stopped: nothing is left of it
+        output.note("The local stack is not running; its resources are already gone.")
+        stop_local_stack()
+        config.forget_deployment()
+        return CleanupReport()
+    report = run_cleanup(target, deployment, StderrReporter(), _waiter(deployment.is_local))
     if deployment.is_local:
-        from .local import control
-
-        found = control.status()
-        if found is None or found.endpoint_url != deployment.endpoint_url:
-            output.note("The local stack is not running; its resources are already gone.")
-            control.stop()
-            config.forget_deployment()
-            return CleanupReport()
-        target = local_target(found.endpoint_url, deployment.region)
-        report = run_cleanup(target, deployment, StderrReporter(), Waiter(interval=0.2, timeout=120))
-        control.stop()
+        stop_local_stack()
         output.note("Stopped the local stack.")
-    else:
-        report = run_cleanup(
-            aws_target(deployment.profile, deployment.region), deployment, StderrReporter(), Waiter()
-        )
     config.forget_deployment()
     return report
 

@@ -37,17 +37,6 @@ def image_fields(image: dict[str, Any]) -> dict[str, Any]:
     return {name: image.get(name) for name in IMAGE_FIELDS}
 
 
-def human_size(nbytes: float | None) -> str:
-    if nbytes is None:
-        return "-"
-    size = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
 def printable(text: str) -> str:
     """``text`` safe to write anywhere: undecodable file-name bytes and control characters
     are shown as escapes instead of breaking the stream or the terminal."""
@@ -82,6 +71,8 @@ def print_table(table: Any) -> None:
 def images_table(images: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
+    from .backend.rules import format_size
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("Name", no_wrap=True)
     table.add_column("Size", justify="right", no_wrap=True)
@@ -92,7 +83,7 @@ def images_table(images: list[dict[str, Any]]) -> Any:
         uploaded = str(image.get("uploadedAt") or "")
         table.add_row(
             str(image.get("fileName", "")),
-            human_size(image.get("fileSize")),
+            format_size(size) if isinstance(size := image.get("fileSize"), int) else "-",
             str(image.get("fileType", "")),
             uploaded[:19].replace("T", " "),
             str(image.get("imageId", "")),
