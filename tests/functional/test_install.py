@@ -6,10 +6,16 @@ these tests keep the claim itself consistent, and need no network.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -49,3 +55,35 @@ def test_the_lambda_runtime_is_a_python_version_ci_tests_the_backend_on() -> Non
     runtimes = set(re.findall(r"Runtime:\s*python(3\.\d+)", (ROOT / "infra.yaml").read_text()))
     assert runtimes, "infra.yaml declares its Lambda runtime"
     assert {_version(r) for r in runtimes} <= set(ci_versions())
+
+
+@pytest.mark.slow
+def test_building_the_package_prints_no_warning_and_declares_its_floor(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    # copytree follows the imgup/infra.yaml symlink, as an sdist would hold the file itself
+    shutil.copytree(ROOT / "imgup", source / "imgup", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+    assert built.returncode == 0, built.stdout + built.stderr
+    log = built.stdout + built.stderr
+    build_lines = [line for line in log.splitlines() if "is ignored" not in line]  # pip's index config
+    assert not [line for line in build_lines if re.search(r"warn|deprecat", line, re.I)]
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "imgup/infra.yaml" in names
+    assert "Requires-Python: >=3.11" in metadata
+    assert "License-Expression: MIT" in metadata
