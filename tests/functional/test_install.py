@@ -43,10 +43,10 @@ def test_every_claimed_python_version_is_smoke_tested_by_ci_and_the_oldest_is_th
 
     assert claimed == sorted(ci_versions())
     assert floor == claimed[0]
-    assert PYPROJECT["tool"]["ruff"]["target-version"] == "py%d%d" % floor
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == f"py{floor[0]}{floor[1]}"
     assert _version(PYPROJECT["tool"]["mypy"]["python_version"]) == floor
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "Python %d.%d or newer" % floor in readme
+    assert f"Python {floor[0]}.{floor[1]} or newer" in readme
     assert sys.version_info[:2] >= floor
 
 
