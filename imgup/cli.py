@@ -308,13 +308,24 @@ def cleanup(
             f"stack {deployment.stack_name} ({deployment.target}, {deployment.region}), "
             f"bucket {deployment.bucket} with all its images, and table {deployment.table}"
         )
-        if not typer.confirm(f"Delete {what}?", default=False, err=True):
-            raise UsageError("Cleanup cancelled; nothing was deleted.")
+        if not _confirm(f"Delete {what}?"):
+            output.note("Cancelled: nothing was deleted.")  # an answer, not an error: exit 0
+            return
     report = context.cleanup(deployment)
     output.err.print(
         f"[green]Cleaned up[/] stack {deployment.stack_name}: {report.objects_deleted} object "
         f"version(s) deleted, buckets removed: {', '.join(report.buckets_removed) or 'none'}."
     )
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr, read the answer from stdin; only y or yes agrees. (click's confirm
+    writes a space to stdout, which carries data only.)"""
+    output.err.print(f"{output.printable(question)} [y/N]: ", end="", markup=False)
+    answer = sys.stdin.readline()
+    if not answer:  # end of input: no answer is no
+        output.note("")
+    return answer.strip().lower() in {"y", "yes"}
 
 
 @app.command()

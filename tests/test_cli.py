@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgup.cli import app
-from tests.conftest import run_imgup
+from tests.conftest import IMGUP, run_imgup
 
 COMMANDS = [
     ["deploy"],
@@ -188,3 +188,36 @@ def test_deploy_progress_prints_stack_events_verbatim_even_with_brackets(capsys)
     assert captured.out == ""
     assert "Creating stack [demo]" in captured.err
     assert "CREATE_FAILED" in captured.err and "Policy [/] has [red] in it" in captured.err
+
+
+def _cleanup_at_a_terminal(answer: str) -> tuple[int, str, str]:
+    """``imgup cleanup`` with a pseudo-terminal as stdin, answering its prompt with ``answer``."""
+    import os
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [IMGUP, "cleanup"], stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        os.close(secondary)
+        os.write(primary, answer.encode() + b"\n")
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("answer", ["n", ""], ids=["no", "enter"])
+def test_answering_no_at_the_cleanup_prompt_deletes_nothing_and_is_not_an_error(
+    isolated: Path, answer: str
+) -> None:
+    _fake_deployment(isolated)
+
+    code, stdout, stderr = _cleanup_at_a_terminal(answer)
+
+    assert code == 0, stderr
+    assert stdout == ""
+    assert "Delete stack imgup" in stderr and "nothing was deleted" in stderr
+    assert "Error" not in stderr
+    assert (isolated / "deployment.json").exists() and (isolated / "api-key").exists()
