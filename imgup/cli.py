@@ -276,7 +276,7 @@ def status(
     """
     from . import context
 
-    info = context.status(show_key=show_key)
+    info = context.status(context.settings(), show_key=show_key)
     if json_out:
         output.emit_json(info)
     else:
@@ -293,6 +293,7 @@ def cleanup(
     """
     from . import config, context
 
+    context.settings()  # a bad setting stops here, before anything is deleted
     deployment = config.load_deployment(required=False)
     if deployment is None:
         if context.stop_local_stack():
@@ -340,7 +341,7 @@ def doctor(
     """
     from . import context
 
-    report = context.doctor(verify_checksums=not quick)
+    report = context.doctor(context.settings(), verify_checksums=not quick)
     if json_out:
         output.emit_json(report.as_dict())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.records.items())) or "no records"

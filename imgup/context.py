@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
 from . import config, output
 from .api import ImageApi, RetryPolicy, make_http_client
-from .aws import AwsTarget, aws_target, local_target
+from .aws import AwsTarget, aws_target, check_region, local_target, region_source
 from .config import Deployment, Settings
 from .errors import ApiError, NotDeployed, UsageError
 from .stack import StackEvent, Waiter
@@ -86,9 +87,23 @@ def deploy(
     timeout: float,
     reserved_concurrency: int | None = None,
 ) -> Any:
+    """Check every setting, then deploy and remember the deployment. Nothing is created (no
+    local stack, no bucket) until the region, the options and the config directory are known
+    to be good."""
     from .deployer import deploy as run_deploy
 
-    target = _local_target(settings.region) if local else aws_target(settings.profile, settings.region)
+    timeout = config.number("wait", timeout, "--wait", float, 1, 86400)
+    if alert_email is not None:
+        config.check_alert_email(alert_email)
+    given_by = settings.sources.get("region")
+    if local:
+        region = settings.region or config.LOCAL_REGION
+        check_region(region, given_by or "The local stack's default")
+    else:
+        aws = aws_target(settings.profile, settings.region)
+        check_region(aws.region, given_by or region_source())
+    config.prepare_config_dir()
+    target = _local_target(region) if local else aws
     waiter = _waiter(local, timeout)
     result = run_deploy(
         target,
@@ -104,13 +119,23 @@ def deploy(
     return result
 
 
+def api_key(path: Path | None = None) -> str:
+    """The API key of the deployment, with a warning on stderr when others can read its file."""
+    path = path or config.config_dir() / "api-key"
+    key = config.read_api_key(path)
+    warning = config.key_file_warning(path)
+    if warning:
+        output.note(f"Warning: {warning}")
+    return key
+
+
 def image_api(settings: Settings, deployment: Deployment | None = None) -> ImageApi:
     deployment = deployment or config.load_deployment()
     if deployment.is_local:
         target_for(deployment)  # fails clearly when the local stack is gone
     return ImageApi(
         deployment.api_url,
-        config.load_api_key(),
+        api_key(),
         make_http_client(settings.timeout),
         RetryPolicy(retries=settings.retries),
     )
@@ -208,14 +233,15 @@ def status_fields(deployment: Deployment, stack_status: str | None) -> dict[str,
     return info
 
 
-def status(show_key: bool) -> dict[str, Any]:
+def status(settings: Settings, show_key: bool) -> dict[str, Any]:
     from .deployer import require_stack
 
     deployment = config.load_deployment()
+    key = api_key() if show_key else None  # a broken key file is reported before any request
     stack = require_stack(target_for(deployment), deployment)
     info = status_fields(deployment, stack["StackStatus"])
-    if show_key:
-        info["apiKey"] = config.load_api_key()
+    if key is not None:
+        info["apiKey"] = key
     return info
 
 
@@ -238,7 +264,7 @@ def cleanup(deployment: Deployment) -> Any:
     return report
 
 
-def doctor(verify_checksums: bool) -> Any:
+def doctor(settings: Settings, verify_checksums: bool) -> Any:
     from .doctor import check
 
     deployment = config.load_deployment()

@@ -221,3 +221,133 @@ def test_answering_no_at_the_cleanup_prompt_deletes_nothing_and_is_not_an_error(
     assert "Delete stack imgup" in stderr and "nothing was deleted" in stderr
     assert "Error" not in stderr
     assert (isolated / "deployment.json").exists() and (isolated / "api-key").exists()
+
+
+# --- bad settings are usage errors that name the setting and create nothing -------------
+
+
+def _one_error(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    assert "Hint:" in stderr and "bug" not in stderr and "Traceback" not in stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--local", "--region", "nowhere-1"], {}, "--region"),
+        (["--local", "--region", "xx-nowhere-1"], {}, "--region"),  # well formed, but no such region
+        (["--local"], {"IMGUP_REGION": "nowhere-1"}, "IMGUP_REGION"),
+        (["--region", "xx-nowhere-1"], {}, "--region"),  # AWS: refused before any request
+        (["--local", "--wait", "nan"], {}, "--wait"),
+        (["--local", "--wait", "1e308"], {}, "--wait"),
+        (["--local", "--alert-email", "bob"], {}, "--alert-email"),
+    ],
+    ids=lambda item: " ".join(item) if isinstance(item, list) else str(item),
+)
+def test_deploy_with_a_bad_setting_exits_2_naming_it_and_starts_nothing(
+    isolated: Path, args, env, named
+) -> None:
+    result = run_imgup("deploy", *args, env=env)
+
+    assert result.code == 2, result.stderr
+    assert result.stdout == ""
+    assert named in _one_error(result.stderr)
+    assert not (isolated / "local").exists(), "a local stack was started"
+    assert not (isolated / "deployment.json").exists()
+
+
+def test_deploy_with_a_config_dir_it_cannot_write_exits_2_before_starting_anything(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+
+    result = run_imgup("deploy", "--local", env={"IMGUP_CONFIG_DIR": str(not_a_dir / "imgup")})
+
+    assert result.code == 2
+    assert "Not a directory" in _one_error(result.stderr)
+    assert "IMGUP_CONFIG_DIR" in result.stderr
+    assert not_a_dir.read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"timeout": 1e308}, "timeout"),
+        ({"concurrency": 1000000}, "concurrency"),
+        ({"retries": True}, "retries"),
+        ({"concurency": 8}, "'concurency'"),
+        ({"region": 5}, "region"),
+    ],
+    ids=lambda item: json.dumps(item) if isinstance(item, dict) else item,
+)
+def test_a_bad_config_file_is_a_usage_error_naming_the_setting_for_every_command(
+    isolated: Path, values: dict, named: str
+) -> None:
+    _fake_deployment(isolated)
+    (isolated / "config.json").write_text(json.dumps(values))
+
+    for command in (["list"], ["status"], ["upload", "x.jpg"], ["deploy", "--local"]):
+        result = run_imgup(*command)
+        assert result.code == 2, (command, result.stderr)
+        error = _one_error(result.stderr)
+        assert named in error and "config.json" in error
+    assert not (isolated / "local").exists()
+
+
+def test_an_unknown_config_key_is_named_with_the_known_ones(isolated: Path) -> None:
+    isolated.mkdir(parents=True)
+    (isolated / "config.json").write_text('{"stack-name": "gallery"}')
+
+    result = run_imgup("list")
+
+    assert result.code == 2
+    assert "'stack-name'" in _one_error(result.stderr)
+    assert "Known settings: stack_name, region" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_upload_bytes", "big"), ("api_url", 5), ("target", "cloud"), ("region", None)],
+)
+def test_a_deployment_record_with_wrong_types_is_a_usage_error_naming_the_field(
+    isolated: Path, field: str, value: object
+) -> None:
+    _fake_deployment(isolated)
+    record = json.loads((isolated / "deployment.json").read_text())
+    record[field] = value
+    (isolated / "deployment.json").write_text(json.dumps(record))
+
+    for command in (["list"], ["status"], ["upload", "x.jpg"], ["doctor"], ["cleanup", "--yes"]):
+        result = run_imgup(*command)
+        assert result.code == 2, (command, result.stderr)
+        error = _one_error(result.stderr)
+        assert field in error and "deployment.json" in error
+
+
+@pytest.mark.parametrize("broken", ["directory", "not-utf8"])
+def test_a_broken_api_key_file_is_a_usage_error_naming_it(isolated: Path, broken: str) -> None:
+    _fake_deployment(isolated)
+    key = isolated / "api-key"
+    key.unlink()
+    if broken == "directory":
+        key.mkdir()
+    else:
+        key.write_bytes(b"\xff\xfe\x00key")
+
+    for command in (["list"], ["status", "--show-key"]):
+        result = run_imgup(*command)
+        assert result.code == 2, (command, result.stderr)
+        assert f"The API key file {key}" in _one_error(result.stderr)
+
+
+def test_an_api_key_file_others_can_read_gets_a_warning_and_the_command_goes_on(isolated: Path) -> None:
+    _fake_deployment(isolated)
+    key = isolated / "api-key"
+    key.chmod(0o644)
+
+    result = run_imgup("list", env={"IMGUP_RETRIES": "0", "IMGUP_TIMEOUT": "2"})
+
+    assert result.code == 5  # the closed port of the fake deployment, reached after the warning
+    assert f"Warning: the API key file {key} is open to other users (mode 0644)" in result.stderr
+    assert f"chmod 600 {key}" in result.stderr

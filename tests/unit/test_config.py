@@ -118,6 +118,11 @@ def test_settings_from_different_layers_combine(isolated, monkeypatch):
         ("IMGUP_RETRIES", "-1"),
         ("IMGUP_TIMEOUT", "soon"),
         ("IMGUP_TIMEOUT", "0"),
+        ("IMGUP_CONCURRENCY", "65"),
+        ("IMGUP_RETRIES", "11"),
+        ("IMGUP_TIMEOUT", "3601"),
+        ("IMGUP_TIMEOUT", "1e308"),
+        ("IMGUP_TIMEOUT", "inf"),
     ],
 )
 def test_a_bad_value_in_the_environment_is_a_usage_error_naming_the_variable(variable, raw, monkeypatch):
@@ -138,6 +143,9 @@ def test_a_bad_value_in_the_environment_is_a_usage_error_naming_the_variable(var
         {"retries": -3},
         {"timeout": "slow"},
         {"timeout": 0.01},
+        {"timeout": 1e308},
+        {"concurrency": 10**6},
+        {"retries": 100},
     ],
     ids=lambda values: json.dumps(values),
 )
@@ -295,37 +303,140 @@ def test_loading_an_optional_deployment_when_nothing_is_deployed_gives_none():
 
 @pytest.mark.parametrize(
     "content",
-    [
-        "{truncated",
-        "",
-        "null",
-        "[]",
-        '{"target": "local"}',
-        json.dumps({**dataclasses.asdict(a_deployment()), "unexpected": 1}),
-    ],
-    ids=["bad-json", "empty", "null", "list", "missing-fields", "unknown-field"],
+    ["{truncated", "", "null", "[]", '{"target": "local"}', "\udcff"],
+    ids=["bad-json", "empty", "null", "list", "missing-fields", "not-utf8"],
 )
-def test_a_corrupt_deployment_record_is_not_deployed_rather_than_a_traceback(content, isolated):
+def test_a_corrupt_deployment_record_is_a_usage_error_naming_the_file_and_the_fix(content, isolated):
     isolated.mkdir(parents=True)
     path = isolated / "deployment.json"
-    path.write_text(content, encoding="utf-8")
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
 
     for required in (True, False):
-        with pytest.raises(NotDeployed) as caught:
+        with pytest.raises(UsageError) as caught:
             load_deployment(required=required)
+        assert caught.value.exit_code == ExitCode.USAGE
         assert str(path) in caught.value.message
         assert "imgup deploy" in (caught.value.hint or "")
 
 
-def test_a_missing_or_empty_api_key_file_is_not_deployed(isolated):
-    with pytest.raises(NotDeployed):
-        config.load_api_key()
+WRONG_FIELDS = {
+    "target": ["cloud", 1, None],
+    "stack_name": ["Bad Name", 7, ""],
+    "region": ["nowhere-1", ["us-east-1"]],
+    "api_url": ["ftp://x", 5, ""],
+    "endpoint_url": ["localhost:5000", 5],
+    "max_upload_bytes": ["5MB", 0, -1, 2.5, True, None],
+    "bucket": [None, 3, ""],
+    "profile": [3, ["default"]],
+    "deployed_at": [20261125],
+}
 
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name, values in WRONG_FIELDS.items() for value in values],
+    ids=lambda item: json.dumps(item),
+)
+def test_a_deployment_record_with_a_wrong_field_is_a_usage_error_naming_the_field(name, value, isolated):
+    record = dataclasses.asdict(a_deployment())
+    record[name] = value
     isolated.mkdir(parents=True)
-    (isolated / "api-key").write_text("\n", encoding="utf-8")
-    with pytest.raises(NotDeployed) as caught:
-        config.load_api_key()
-    assert "empty" in caught.value.message
+    path = isolated / "deployment.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+
+    with pytest.raises(UsageError) as caught:
+        load_deployment()
+
+    assert str(path) in caught.value.message and name in caught.value.message
+
+
+def test_a_field_a_newer_imgup_wrote_is_ignored(isolated):
+    save_deployment(a_deployment(), "k")
+    path = isolated / "deployment.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "from_the_future": 1}), encoding="utf-8")
+
+    assert load_deployment() == a_deployment()
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: None, "is missing"),
+        (lambda path: path.mkdir(), "is a directory"),
+        (lambda path: path.write_bytes(b"\xff\xfe key"), "is not UTF-8"),
+        (lambda path: path.write_text("\n"), "is empty"),
+        (lambda path: path.write_text("two words\n"), "does not hold an API key"),
+        (lambda path: path.write_text("key\nmore\n"), "does not hold an API key"),
+    ],
+    ids=["missing", "directory", "not-utf8", "empty", "space", "two-lines"],
+)
+def test_a_broken_api_key_file_is_a_usage_error_naming_the_file_and_the_fix(make, problem, isolated):
+    isolated.mkdir(parents=True)
+    path = isolated / "api-key"
+    make(path)
+
+    with pytest.raises(UsageError) as caught:
+        config.read_api_key(path)
+
+    assert caught.value.message.startswith(f"The API key file {path} {problem}")
+    assert "imgup deploy" in (caught.value.hint or "")
+
+
+def test_an_api_key_file_others_can_read_gets_a_warning_with_the_fix(isolated):
+    save_deployment(a_deployment(), "k")
+    path = isolated / "api-key"
+    assert config.key_file_warning(path) is None
+
+    path.chmod(0o644)
+
+    warning = config.key_file_warning(path)
+    assert warning and "0644" in warning and f"chmod 600 {path}" in warning
+    assert config.read_api_key(path) == "k"  # a warning, not an error
+
+
+# --- the config file's keys and types --------------------------------------------------
+
+
+def test_an_unknown_key_in_the_config_file_is_named_with_the_known_ones(isolated):
+    path = write_config(isolated, {"concurency": 8, "retries": 2})
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message and "'concurency'" in caught.value.message
+    for known in ("stack_name", "region", "profile", "concurrency", "retries", "timeout"):
+        assert known in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("values", [{"region": 5}, {"profile": ["work"]}, {"stack_name": True}])
+def test_a_string_setting_that_is_not_a_json_string_is_refused(values, isolated):
+    path = write_config(isolated, values)
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message and next(iter(values)) in caught.value.message
+
+
+@pytest.mark.parametrize("region", ["nowhere-1", "US-EAST-1", "us_east_1", "us-east", "eu-west-1 "])
+def test_a_region_that_is_not_a_region_name_is_refused_naming_its_source(region, monkeypatch):
+    with pytest.raises(UsageError) as caught:
+        load_settings(region=region)
+    assert "--region" in caught.value.message
+
+    monkeypatch.setenv("IMGUP_REGION", region)
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+    assert "IMGUP_REGION" in caught.value.message
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "us-gov-west-1", "eusc-de-east-1"])
+def test_region_names_are_accepted_and_their_source_remembered(region):
+    settings = load_settings(region=region)
+
+    assert settings.region == region
+    assert settings.sources == {"region": "--region"}
+    assert settings.given("region") and not settings.given("stack_name")
 
 
 def test_forget_deployment_removes_the_record_and_the_key_and_tolerates_their_absence(isolated):
