@@ -149,10 +149,13 @@ def _timed(phases: dict[str, float], name: str, action: Callable[[], Any]) -> An
 def _in_process_pass(config_dir: Path, files: list[Path], workers: int) -> tuple[list[float], list[str]]:
     """Upload ``files`` with the client core, timing each file from presign to complete."""
     from imgup.api import ImageApi, RetryPolicy, make_http_client
+    from imgup.deployments import Registry
     from imgup.uploads import Uploader, collect_files, upload_all
 
-    deployment = json.loads((config_dir / "deployment.json").read_text())
-    api_key = (config_dir / "api-key").read_text().strip()
+    registry = Registry(config_dir)
+    [which] = registry.ids()
+    deployment = registry.load(which)
+    api_key = registry.api_key(which)
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -165,10 +168,10 @@ def _in_process_pass(config_dir: Path, files: list[Path], workers: int) -> tuple
                 with lock:
                     latencies.append(time.perf_counter() - started)
 
-    good, bad = collect_files([str(f) for f in files], deployment["max_upload_bytes"])
+    good, bad = collect_files([str(f) for f in files], deployment.max_upload_bytes)
     retry = RetryPolicy()
     with make_http_client(30.0) as http:
-        api = ImageApi(deployment["api_url"], api_key, http, retry)
+        api = ImageApi(deployment.api_url, api_key, http, retry)
         outcomes = upload_all(
             good,
             TimedUploader(api, http, retry),
@@ -217,7 +220,7 @@ def run(n: int, workers: int, workdir: Path, *, size: int = 2048, latency: bool 
         listed = _timed(phases, "list", lambda: _imgup(env, "list", "--json"))
         result.listed = json.loads(listed.stdout) if listed.returncode == 0 else []
     finally:
-        if (config_dir / "deployment.json").exists() or (config_dir / "local").exists():
+        if any((config_dir / "deployments").glob("*/deployment.json")) or (config_dir / "local").exists():
             say("cleaning up")
             cleaned = _timed(phases, "cleanup", lambda: _imgup(env, "cleanup", "--yes", timeout=180))
             result.cleanup_code = cleaned.returncode

@@ -26,6 +26,7 @@ class AwsTarget:
     session: Any
     endpoint_url: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _account: str | None = field(default=None, repr=False)
 
     @property
     def region(self) -> str:
@@ -46,8 +47,10 @@ class AwsTarget:
         return self._clients[service]
 
     def account_id(self) -> str:
-        with translate_errors("Looking up the AWS account"):
-            return self.client("sts").get_caller_identity()["Account"]
+        if self._account is None:
+            with translate_errors("Looking up the AWS account"):
+                self._account = str(self.client("sts").get_caller_identity()["Account"])
+        return self._account
 
 
 def aws_target(profile: str | None, region: str | None) -> AwsTarget:

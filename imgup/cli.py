@@ -100,6 +100,20 @@ local_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the b
 app.add_typer(local_app, name="local")
 
 JsonOption = typer.Option(False, "--json", help="Print data as JSON on stdout.")
+# Which remembered deployment a command uses (imgup.deployments has the rule; `imgup status`
+# lists them with the options that select each).
+StackNameOption = typer.Option(
+    None,
+    "--stack-name",
+    help="Use the deployment of this stack (default: IMGUP_STACK_NAME, config.json, else the "
+    "only deployment, else the one named imgup).",
+)
+RegionOption = typer.Option(None, "--region", help="Use the deployment in this region.")
+TargetOption = typer.Option(None, "--local/--aws", help="Use the deployment on the local stack, or on AWS.")
+
+
+def _target(local: bool | None) -> str | None:
+    return None if local is None else ("local" if local else "aws")
 
 
 def _version(value: bool) -> None:
@@ -125,13 +139,17 @@ def root(
 
 @app.command()
 def deploy(
-    local: bool = typer.Option(
-        False, "--local", help="Deploy to the built-in local stack (started if needed)."
+    local: bool | None = typer.Option(
+        None,
+        "--local/--aws",
+        help="Deploy to the built-in local stack (started if needed), or to AWS (the default).",
     ),
     stack_name: str | None = typer.Option(
-        None, "--stack-name", help="CloudFormation stack name [default: imgup]."
+        None, "--stack-name", help="CloudFormation stack name (default: imgup)."
     ),
-    region: str | None = typer.Option(None, "--region", help="AWS region (default: boto3's chain)."),
+    region: str | None = typer.Option(
+        None, "--region", help="AWS region (default: AWS_REGION, then boto3's chain; local: us-east-1)."
+    ),
     profile: str | None = typer.Option(None, "--profile", help="AWS profile (default: boto3's chain)."),
     alert_email: str | None = typer.Option(
         None, "--alert-email", help="E-mail address for alarm notifications."
@@ -140,22 +158,21 @@ def deploy(
         None,
         "--reserved-concurrency",
         min=0,
-        help="Concurrent executions reserved per function [template default: 20]; 0 for a new AWS account.",
+        help="Concurrent executions reserved per function (template default: 20); 0 for a new AWS account.",
     ),
-    timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most."),
+    timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most (1 to 86400)."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Create or update the whole stack from infra.yaml, then remember it.
+    """Create or update the whole stack from infra.yaml, then remember it beside the others.
 
     Example: imgup deploy --local
     """
     from . import context
 
     started = time.monotonic()
-    settings = context.settings(stack_name=stack_name, region=region, profile=profile)
+    settings = context.settings(stack_name=stack_name, region=region, profile=profile, target=_target(local))
     result = context.deploy(
         settings,
-        local=local,
         alert_email=alert_email,
         timeout=timeout,
         reserved_concurrency=reserved_concurrency,
@@ -170,7 +187,10 @@ def deploy(
         f"({result.deployment.target}) in {elapsed:.1f} s"
     )
     _print_fields(info)
-    output.note("Next: imgup upload photo.jpg   (then: imgup list)")
+    # With several deployments remembered, the next commands may need options to reach this one.
+    options = " ".join(context.options_selecting(result.deployment, settings))
+    upload = " ".join(["imgup upload", *([options] if options else []), "photo.jpg"])
+    output.note(f"Next: {upload}   (then: imgup list{' ' + options if options else ''})")
 
 
 def _print_fields(info: dict[str, Any]) -> None:
@@ -193,6 +213,9 @@ def upload(
     retries: int | None = typer.Option(
         None, "--retries", help="Retries per request on transient errors [default: 4]."
     ),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
     """Upload images through presigned URLs, with a progress bar per file.
 
@@ -208,7 +231,9 @@ def upload(
         paths = read_paths(stdin.buffer) if stdin is not None else []
     elif "-" in paths:
         raise UsageError("'-' (read paths from stdin) cannot be mixed with file names.")
-    settings = context.settings(concurrency=concurrency, retries=retries)
+    settings = context.settings(
+        concurrency=concurrency, retries=retries, stack_name=stack_name, region=region, target=_target(local)
+    )
     outcomes = context.upload(settings, paths, json_out=json_out)
     failed = [o for o in outcomes if o.error]
     done = len(outcomes) - len(failed)
@@ -223,6 +248,9 @@ def list_images(
     limit: int | None = typer.Option(
         None, "--limit", "-n", min=1, help="Show at most N images (newest first)."
     ),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
     """List the gallery, newest first: a table for people, or JSON for scripts.
 
@@ -230,7 +258,8 @@ def list_images(
     """
     from . import context
 
-    images = context.list_images(context.settings(), limit)
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    images = context.list_images(settings, limit)
     if json_out:
         output.emit_json([output.image_fields(i) for i in images])
         return
@@ -245,6 +274,9 @@ def list_images(
 def delete(
     image_ids: list[str] = typer.Argument(..., help="Ids of the images to delete."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per deleted image."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
     """Delete images (object and record) by id.
 
@@ -253,7 +285,8 @@ def delete(
     from . import context
 
     failures = 0
-    for image_id, error in context.delete_images(context.settings(), image_ids):
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    for image_id, error in context.delete_images(settings, image_ids):
         if error:
             failures += 1
             output.error(f"{image_id}: {error}")
@@ -269,36 +302,71 @@ def delete(
 def status(
     json_out: bool = JsonOption,
     show_key: bool = typer.Option(False, "--show-key", help="Include the API key."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Show what is deployed: target, stack, API URL, bucket, table, region.
+    """Show the selected deployment (target, stack, API URL, bucket, table, region) and list
+    every deployment imgup remembers, with the options that select each.
 
     Example: imgup status --json --show-key
     """
     from . import context
 
-    info = context.status(context.settings(), show_key=show_key)
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    deployments = context.remembered(settings)
+    try:
+        info = context.status(settings, show_key=show_key)
+    except ImgupError:  # nothing selected, or it is gone: still say what is remembered
+        if json_out and deployments:
+            output.emit_json({"deployments": deployments})
+        _print_deployments(deployments)
+        raise
     if json_out:
-        output.emit_json(info)
+        output.emit_json({**info, "deployments": deployments})
     else:
         _print_fields(info)
+    if len(deployments) > 1:
+        _print_deployments(deployments)
+
+
+def _print_deployments(deployments: list[dict[str, Any]]) -> None:
+    if not deployments:
+        return
+    output.note(f"imgup remembers {len(deployments)} deployment{'s' if len(deployments) != 1 else ''}:")
+    width = max(len(d["stackName"]) for d in deployments)
+    for item in deployments:
+        mark = "*" if item["selected"] else " "
+        options = " ".join(item["selectWith"]) or "(used when no option selects another)"
+        output.note(
+            f"  {mark} {item['stackName']:<{width}}  {item['target']:<5}  {item['region']:<14}  {options}"
+        )
+    chosen = "* = selected. " if any(d["selected"] for d in deployments) else "None is selected. "
+    output.note(
+        chosen + "Every command takes the options shown (or IMGUP_STACK_NAME, IMGUP_REGION, IMGUP_TARGET)."
+    )
 
 
 @app.command()
 def cleanup(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Delete everything imgup deployed: images, stack, artifacts, local stack, config.
+    """Delete the selected deployment: its images, stack and artifacts, then forget it. The
+    local stack stops once no remembered deployment lives on it.
 
     Example: imgup cleanup --yes
     """
-    from . import config, context
+    from . import context
 
-    context.settings()  # a bad setting stops here, before anything is deleted
-    deployment = config.load_deployment(required=False)
-    if deployment is None:
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    if not context.remembered(settings):
         if context.stop_local_stack():
             output.note("Stopped the local stack.")
         raise NotDeployed("Nothing is deployed, so there is nothing to clean up.")
+    deployment = context.selected(settings)
     if not yes:
         if sys.stdin is None or not sys.stdin.isatty():
             raise UsageError(
@@ -333,6 +401,9 @@ def _confirm(question: str) -> bool:
 def doctor(
     json_out: bool = JsonOption,
     quick: bool = typer.Option(False, "--quick", help="Skip reading objects to verify checksums."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
     """Check that table and bucket agree: every ready image has its object (size, SHA-256),
     and every object under images/ has a record.
@@ -341,7 +412,8 @@ def doctor(
     """
     from . import context
 
-    report = context.doctor(context.settings(), verify_checksums=not quick)
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    report = context.doctor(settings, verify_checksums=not quick)
     if json_out:
         output.emit_json(report.as_dict())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.records.items())) or "no records"

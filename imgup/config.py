@@ -1,4 +1,4 @@
-"""Settings and the record of what is deployed.
+"""Settings, and the record of one deployment.
 
 Precedence, resolved in ``load_settings`` and nowhere else:
 command-line flag > ``IMGUP_*`` environment variable > config file > default.
@@ -7,12 +7,11 @@ Files live in the config directory: ``$IMGUP_CONFIG_DIR``, else ``$XDG_CONFIG_HO
 else ``~/.config/imgup`` (``%APPDATA%\\imgup`` on Windows):
 
 - ``config.json``: optional user settings, e.g. ``{"stack_name": "gallery", "concurrency": 8}``
-- ``deployment.json``: what ``imgup deploy`` created (no secret in it)
-- ``api-key``: the API key, mode 0600
+- ``deployments/``: every deployment imgup made, with its API key (``imgup.deployments``)
 - ``local/``: the local stack's state file and log
 
-AWS credentials and region stay with boto3's own chain (``--profile``, ``AWS_PROFILE``,
-``AWS_REGION``...); imgup only passes the flags on.
+AWS credentials stay with boto3's own chain (``--profile``, ``AWS_PROFILE``...); imgup only
+passes the flags on.
 """
 
 from __future__ import annotations
@@ -27,9 +26,9 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
-from .errors import NotDeployed, UsageError
+from .errors import UsageError
 
 DEFAULT_STACK_NAME = "imgup"
 LOCAL_REGION = "us-east-1"
@@ -46,6 +45,7 @@ class Settings:
     concurrency: int = 4
     retries: int = 4
     timeout: float = 30.0
+    target: str | None = None  # "local" or "aws": which deployment to use, or where to deploy
     # Where each value that is not a default came from: "--region", "IMGUP_REGION", or the
     # config file's path. Error messages name it; selection tells "given" from "default".
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -54,7 +54,8 @@ class Settings:
         return name in self.sources
 
 
-SETTING_NAMES = ("stack_name", "region", "profile", "concurrency", "retries", "timeout")
+SETTING_NAMES = ("stack_name", "region", "profile", "concurrency", "retries", "timeout", "target")
+TARGETS = ("local", "aws")
 
 
 def config_dir() -> Path:
@@ -67,7 +68,7 @@ def config_dir() -> Path:
     return Path(base) / "imgup"
 
 
-def _config_dir_source() -> str:
+def config_dir_source() -> str:
     return "IMGUP_CONFIG_DIR" if os.environ.get("IMGUP_CONFIG_DIR") else "the config directory"
 
 
@@ -110,6 +111,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         check_stack_name(value, source)
     elif name == "region":
         check_region_name(value, source)
+    elif name == "target" and value not in TARGETS:
+        raise UsageError(f"{source} sets target to {raw!r}; it must be local or aws.")
     elif not value.strip() or not value.isprintable():
         raise UsageError(f"{source} sets {name} to {raw!r}, which is not a usable {name}.")
     return value
@@ -144,7 +147,7 @@ def read_config_file() -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(
             f"Cannot read the config file {path}: {exc.strerror or exc}.",
-            f"Check {_config_dir_source()} {path.parent}, or set IMGUP_CONFIG_DIR to another directory.",
+            f"Check {config_dir_source()} {path.parent}, or set IMGUP_CONFIG_DIR to another directory.",
         ) from None
     except ValueError as exc:
         raise UsageError(
@@ -179,7 +182,8 @@ def load_settings(**flags: Any) -> Settings:
     for name in SETTING_NAMES:
         env_name = "IMGUP_" + name.upper()
         if flags.get(name) is not None:
-            source, raw = "--" + name.replace("_", "-"), flags[name]
+            raw = flags[name]
+            source = f"--{raw}" if name == "target" else "--" + name.replace("_", "-")
         elif os.environ.get(env_name):
             source, raw = env_name, os.environ[env_name]
         elif file_values.get(name) is not None:
@@ -218,6 +222,7 @@ class Deployment:
     api_key_id: str | None = None
     stack_status: str | None = None
     deployed_at: str | None = None
+    account: str | None = None  # the AWS account (None in records of earlier versions)
 
     @property
     def is_local(self) -> bool:
@@ -265,9 +270,6 @@ class Deployment:
         return cls(**values)
 
 
-TARGETS = ("local", "aws")
-
-
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only (mode 0600)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -279,38 +281,6 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def prepare_config_dir() -> Path:
-    """Make sure deploy can record what it creates, before it creates anything."""
-    directory = config_dir()
-    source = _config_dir_source()
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        probe, name = tempfile.mkstemp(dir=directory, prefix=".write-test.")
-        os.close(probe)
-        os.unlink(name)
-    except OSError as exc:
-        raise UsageError(
-            f"Cannot write to {source} {directory}: {exc.strerror or exc}.",
-            "Point IMGUP_CONFIG_DIR at a directory you can write to.",
-        ) from None
-    for name in ("deployment.json", "api-key"):
-        if (directory / name).is_dir():
-            raise UsageError(
-                f"{directory / name} is a directory, where imgup keeps a file.",
-                "Remove it, then run the command again.",
-            )
-    return directory
-
-
-def save_deployment(deployment: Deployment, api_key: str) -> None:
-    directory = config_dir()
-    write_private(directory / "api-key", api_key + "\n")
-    write_private(
-        directory / "deployment.json",
-        json.dumps(dataclasses.asdict(deployment), indent=2, sort_keys=True) + "\n",
-    )
 
 
 def read_record(path: Path) -> Deployment:
@@ -327,24 +297,6 @@ def read_record(path: Path) -> Deployment:
             "Run `imgup deploy` again to rewrite it, or delete the file to forget that deployment.",
         ) from None
     return Deployment.from_record(data, path)
-
-
-@overload
-def load_deployment(required: Literal[True] = True) -> Deployment: ...
-
-
-@overload
-def load_deployment(required: bool) -> Deployment | None: ...
-
-
-def load_deployment(required: bool = True) -> Deployment | None:
-    """The recorded deployment; NotDeployed when there is none (None if not ``required``)."""
-    try:
-        return read_record(config_dir() / "deployment.json")
-    except FileNotFoundError:
-        if required:
-            raise NotDeployed() from None
-        return None
 
 
 # An API Gateway key: printable ASCII, no spaces (it travels in an HTTP header).
@@ -387,15 +339,3 @@ def key_file_warning(path: Path) -> str | None:
     if sys.platform == "win32" or not mode & 0o077:
         return None
     return f"the API key file {path} is open to other users (mode {mode:04o}); run: chmod 600 {path}"
-
-
-def load_api_key() -> str:
-    return read_api_key(config_dir() / "api-key")
-
-
-def forget_deployment() -> None:
-    for name in ("deployment.json", "api-key"):
-        try:
-            (config_dir() / name).unlink()
-        except FileNotFoundError:
-            pass

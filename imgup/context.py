@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -18,7 +17,8 @@ from . import config, output
 from .api import ImageApi, RetryPolicy, make_http_client
 from .aws import AwsTarget, aws_target, check_region, local_target, region_source
 from .config import Deployment, Settings
-from .errors import ApiError, NotDeployed, UsageError
+from .deployments import DeploymentId, Registry, criteria_of, selecting_options
+from .errors import ApiError, ImgupError, NotDeployed, UsageError
 from .stack import StackEvent, Waiter
 
 
@@ -66,12 +66,26 @@ def target_for(deployment: Deployment) -> AwsTarget:
         found = control.status()
         if found is None or found.endpoint_url != deployment.endpoint_url:
             raise NotDeployed(
-                "The local stack that held this deployment is not running any more "
+                f"The local stack that held {DeploymentId.of(deployment)} is not running any more "
                 "(it keeps everything in memory).",
-                "Run `imgup deploy --local` to deploy it again.",
+                f"Run `{deploy_command(deployment)}` to deploy it again.",
             )
         return local_target(found.endpoint_url, deployment.region)
     return aws_target(deployment.profile, deployment.region)
+
+
+def deploy_command(deployment: Deployment) -> str:
+    """The ``imgup deploy`` command that (re)creates this deployment."""
+    args = ["imgup", "deploy"]
+    if deployment.is_local:
+        args.append("--local")
+    if deployment.stack_name != config.DEFAULT_STACK_NAME:
+        args += ["--stack-name", deployment.stack_name]
+    if not deployment.is_local or deployment.region != config.LOCAL_REGION:
+        args += ["--region", deployment.region]
+    if deployment.profile:
+        args += ["--profile", deployment.profile]
+    return " ".join(args)
 
 
 def _waiter(local: bool, timeout: float = 1800) -> Waiter:
@@ -82,16 +96,16 @@ def _waiter(local: bool, timeout: float = 1800) -> Waiter:
 def deploy(
     settings: Settings,
     *,
-    local: bool,
     alert_email: str | None,
     timeout: float,
     reserved_concurrency: int | None = None,
 ) -> Any:
-    """Check every setting, then deploy and remember the deployment. Nothing is created (no
-    local stack, no bucket) until the region, the options and the config directory are known
-    to be good."""
+    """Check every setting, then deploy and remember the deployment beside the others. Nothing
+    is created (no local stack, no bucket) until the region, the options and the config
+    directory are known to be good. ``settings.target`` says where: local, else AWS."""
     from .deployer import deploy as run_deploy
 
+    local = settings.target == "local"
     timeout = config.number("wait", timeout, "--wait", float, 1, 86400)
     if alert_email is not None:
         config.check_alert_email(alert_email)
@@ -101,41 +115,79 @@ def deploy(
         check_region(region, given_by or "The local stack's default")
     else:
         aws = aws_target(settings.profile, settings.region)
-        check_region(aws.region, given_by or region_source())
-    config.prepare_config_dir()
+        region = aws.region
+        check_region(region, given_by or region_source())
+    registry = Registry()
+    which = DeploymentId(settings.stack_name, region, "local" if local else "aws")
+    registry.prepare(which)
+    if not local:
+        _refuse_another_account(registry, which, aws)
     target = _local_target(region) if local else aws
-    waiter = _waiter(local, timeout)
     result = run_deploy(
         target,
         settings.stack_name,
         StderrReporter(),
-        waiter,
+        _waiter(local, timeout),
         local=local,
         profile=settings.profile,
         alert_email=alert_email,
         reserved_concurrency=reserved_concurrency,
     )
-    config.save_deployment(result.deployment, result.api_key)
+    registry.save(result.deployment, result.api_key)
     return result
 
 
-def api_key(path: Path | None = None) -> str:
-    """The API key of the deployment, with a warning on stderr when others can read its file."""
-    path = path or config.config_dir() / "api-key"
-    key = config.read_api_key(path)
-    warning = config.key_file_warning(path)
+def _refuse_another_account(registry: Registry, which: DeploymentId, target: AwsTarget) -> None:
+    """Deploying a remembered stack name and region into another account (another profile)
+    would forget the first stack while it still runs: refuse, before creating anything."""
+    if which not in registry.ids():
+        return
+    try:
+        known = registry.load(which).account
+    except ImgupError:
+        return  # an unreadable record: deploying again rewrites it
+    if known and known != target.account_id():
+        raise UsageError(
+            f"imgup remembers {which} in AWS account {known}, and these credentials are for "
+            f"account {target.account_id()}.",
+            "Use the profile of that account, clean that stack up first (`imgup cleanup "
+            f"--aws --stack-name {which.stack_name} --region {which.region}`), or pick another --stack-name.",
+        )
+
+
+def _kept_criteria(settings: Settings) -> dict[str, str]:
+    """What selects a deployment on the next command too: IMGUP_* and config.json, not flags."""
+    return {k: v for k, v in criteria_of(settings).items() if not settings.sources[k].startswith("--")}
+
+
+def options_selecting(deployment: Deployment, settings: Settings) -> list[str]:
+    """The fewest options that select this deployment on the next command."""
+    return selecting_options(DeploymentId.of(deployment), Registry().ids(), _kept_criteria(settings))
+
+
+def api_key(registry: Registry, which: DeploymentId) -> str:
+    """The deployment's API key, with a warning on stderr when others can read its file."""
+    key = registry.api_key(which)
+    warning = config.key_file_warning(registry.key_path(which))
     if warning:
         output.note(f"Warning: {warning}")
     return key
 
 
+def selected(settings: Settings) -> Deployment:
+    """The deployment the settings select (``imgup.deployments`` has the rule); no request."""
+    registry = Registry()
+    return registry.load(registry.select(settings))
+
+
 def image_api(settings: Settings, deployment: Deployment | None = None) -> ImageApi:
-    deployment = deployment or config.load_deployment()
+    """The API client of the selected deployment (or of ``deployment``)."""
+    deployment = deployment or selected(settings)
     if deployment.is_local:
         target_for(deployment)  # fails clearly when the local stack is gone
     return ImageApi(
         deployment.api_url,
-        api_key(),
+        api_key(Registry(), DeploymentId.of(deployment)),
         make_http_client(settings.timeout),
         RetryPolicy(retries=settings.retries),
     )
@@ -157,7 +209,7 @@ def upload(settings: Settings, paths: list[str], *, json_out: bool) -> list[Any]
             "No files to upload.",
             "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
         )
-    deployment = config.load_deployment()
+    deployment = selected(settings)
     good, bad = collect_files(paths, deployment.max_upload_bytes)
     for outcome in bad:
         output.error(f"{outcome.source}: {outcome.error}")
@@ -233,11 +285,35 @@ def status_fields(deployment: Deployment, stack_status: str | None) -> dict[str,
     return info
 
 
+def remembered(settings: Settings) -> list[dict[str, Any]]:
+    """Every remembered deployment: whether the settings select it, and the fewest options
+    that select it on a command (no request)."""
+    registry = Registry()
+    ids = registry.ids()
+    try:
+        chosen: DeploymentId | None = registry.select(settings)
+    except ImgupError:
+        chosen = None
+    given = _kept_criteria(settings)
+    return [
+        {
+            "stackName": which.stack_name,
+            "target": which.target,
+            "region": which.region,
+            "selected": which == chosen,
+            "selectWith": selecting_options(which, ids, given),
+        }
+        for which in ids
+    ]
+
+
 def status(settings: Settings, show_key: bool) -> dict[str, Any]:
     from .deployer import require_stack
 
-    deployment = config.load_deployment()
-    key = api_key() if show_key else None  # a broken key file is reported before any request
+    registry = Registry()
+    which = registry.select(settings)
+    deployment = registry.load(which)
+    key = api_key(registry, which) if show_key else None  # a broken key file: before any request
     stack = require_stack(target_for(deployment), deployment)
     info = status_fields(deployment, stack["StackStatus"])
     if key is not None:
@@ -246,26 +322,47 @@ def status(settings: Settings, show_key: bool) -> dict[str, Any]:
 
 
 def cleanup(deployment: Deployment) -> Any:
+    """Delete this deployment and forget it; stop the local stack only when no other
+    remembered deployment lives on it."""
     from .deployer import CleanupReport
     from .deployer import cleanup as run_cleanup
 
+    registry = Registry()
+    which = DeploymentId.of(deployment)
     try:
         target = target_for(deployment)
-    except NotDeployed:  # a local deployment whose stack has stopped: nothing is left of it
-        output.note("The local stack is not running; its resources are already gone.")
-        stop_local_stack()
-        config.forget_deployment()
+    except NotDeployed:  # its local stack has stopped: nothing is left of it but the record
+        output.note("The local stack that held it is not running; its resources are already gone.")
+        registry.forget(which)
         return CleanupReport()
     report = run_cleanup(target, deployment, StderrReporter(), _waiter(deployment.is_local))
+    registry.forget(which)
     if deployment.is_local:
-        stop_local_stack()
-        output.note("Stopped the local stack.")
-    config.forget_deployment()
+        neighbours = _on_the_same_local_stack(registry, deployment)
+        if neighbours:
+            output.note(f"The local stack keeps running for {', '.join(map(str, neighbours))}.")
+        else:
+            stop_local_stack()
+            output.note("Stopped the local stack.")
     return report
+
+
+def _on_the_same_local_stack(registry: Registry, deployment: Deployment) -> list[DeploymentId]:
+    found = []
+    for which in registry.ids():
+        if which.target != "local":
+            continue
+        try:
+            endpoint = registry.load(which).endpoint_url
+        except ImgupError:
+            endpoint = deployment.endpoint_url  # unreadable: it may live there, so keep the stack
+        if endpoint == deployment.endpoint_url:
+            found.append(which)
+    return found
 
 
 def doctor(settings: Settings, verify_checksums: bool) -> Any:
     from .doctor import check
 
-    deployment = config.load_deployment()
+    deployment = selected(settings)
     return check(target_for(deployment), deployment, verify_checksums=verify_checksums)

@@ -61,7 +61,8 @@ def deploy(
     reporter.step("Packaging the backend")
     bundle = build_bundle()
     body = template_path().read_text(encoding="utf-8")
-    artifacts = artifacts_bucket_name(target.account_id(), region)
+    account = target.account_id()
+    artifacts = artifacts_bucket_name(account, region)
     code_key = bundle.key(stack_name)
     cfn.ensure_private_bucket(target, artifacts)
     if cfn.put_object_once(target, artifacts, code_key, bundle.data):
@@ -134,6 +135,7 @@ def deploy(
         api_key_id=outputs.get("ApiKeyId"),
         stack_status=stack["StackStatus"],
         deployed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        account=account,
     )
     return DeployResult(deployment, api_key, changed, outputs)
 

@@ -86,9 +86,8 @@ def test_commands_before_any_deploy_exit_3_and_say_to_deploy(command: list[str])
     assert "Traceback" not in result.stderr
 
 
-def _fake_deployment(config_dir: Path, api_url: str = "http://127.0.0.1:9/_api/x/y/v1") -> None:
+def _fake_record(api_url: str = "http://127.0.0.1:9/_api/x/y/v1", **changes: object) -> dict:
     """A deployment record that points at a closed port: any network call would fail."""
-    config_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "target": "aws",
         "stack_name": "imgup",
@@ -105,16 +104,27 @@ def _fake_deployment(config_dir: Path, api_url: str = "http://127.0.0.1:9/_api/x
         "stack_status": "CREATE_COMPLETE",
         "deployed_at": None,
     }
-    (config_dir / "deployment.json").write_text(json.dumps(record))
-    (config_dir / "api-key").write_text("secret-key-value\n")
+    record.update(changes)
+    return record
+
+
+def _fake_deployment(config_dir: Path, **changes: object) -> Path:
+    """Remember a fake deployment (see ``_fake_record``); its folder in the registry."""
+    from imgup.config import Deployment
+    from imgup.deployments import DeploymentId, Registry
+
+    deployment = Deployment(**_fake_record(**changes))  # type: ignore[arg-type]
+    registry = Registry(config_dir)
+    registry.save(deployment, "secret-key-value")
+    return registry.directory / DeploymentId.of(deployment).dirname
 
 
 def test_cleanup_without_yes_and_without_a_terminal_refuses_with_exit_2(isolated: Path) -> None:
-    _fake_deployment(isolated)
+    folder = _fake_deployment(isolated)
     result = run_imgup("cleanup")
     assert result.code == 2
     assert "--yes" in result.stderr
-    assert (isolated / "deployment.json").exists()
+    assert (folder / "deployment.json").exists()
 
 
 def test_bad_files_are_refused_before_any_network_call_with_exit_6(
@@ -212,7 +222,7 @@ def _cleanup_at_a_terminal(answer: str) -> tuple[int, str, str]:
 def test_answering_no_at_the_cleanup_prompt_deletes_nothing_and_is_not_an_error(
     isolated: Path, answer: str
 ) -> None:
-    _fake_deployment(isolated)
+    folder = _fake_deployment(isolated)
 
     code, stdout, stderr = _cleanup_at_a_terminal(answer)
 
@@ -220,7 +230,7 @@ def test_answering_no_at_the_cleanup_prompt_deletes_nothing_and_is_not_an_error(
     assert stdout == ""
     assert "Delete stack imgup" in stderr and "nothing was deleted" in stderr
     assert "Error" not in stderr
-    assert (isolated / "deployment.json").exists() and (isolated / "api-key").exists()
+    assert (folder / "deployment.json").exists() and (folder / "api-key").exists()
 
 
 # --- bad settings are usage errors that name the setting and create nothing -------------
@@ -255,7 +265,7 @@ def test_deploy_with_a_bad_setting_exits_2_naming_it_and_starts_nothing(
     assert result.stdout == ""
     assert named in _one_error(result.stderr)
     assert not (isolated / "local").exists(), "a local stack was started"
-    assert not (isolated / "deployment.json").exists()
+    assert not list((isolated / "deployments").glob("*")), "a deployment was remembered"
 
 
 def test_deploy_with_a_config_dir_it_cannot_write_exits_2_before_starting_anything(tmp_path: Path) -> None:
@@ -313,10 +323,8 @@ def test_an_unknown_config_key_is_named_with_the_known_ones(isolated: Path) -> N
 def test_a_deployment_record_with_wrong_types_is_a_usage_error_naming_the_field(
     isolated: Path, field: str, value: object
 ) -> None:
-    _fake_deployment(isolated)
-    record = json.loads((isolated / "deployment.json").read_text())
-    record[field] = value
-    (isolated / "deployment.json").write_text(json.dumps(record))
+    folder = _fake_deployment(isolated)
+    (folder / "deployment.json").write_text(json.dumps(_fake_record(**{field: value})))
 
     for command in (["list"], ["status"], ["upload", "x.jpg"], ["doctor"], ["cleanup", "--yes"]):
         result = run_imgup(*command)
@@ -327,8 +335,7 @@ def test_a_deployment_record_with_wrong_types_is_a_usage_error_naming_the_field(
 
 @pytest.mark.parametrize("broken", ["directory", "not-utf8"])
 def test_a_broken_api_key_file_is_a_usage_error_naming_it(isolated: Path, broken: str) -> None:
-    _fake_deployment(isolated)
-    key = isolated / "api-key"
+    key = _fake_deployment(isolated) / "api-key"
     key.unlink()
     if broken == "directory":
         key.mkdir()
@@ -342,8 +349,7 @@ def test_a_broken_api_key_file_is_a_usage_error_naming_it(isolated: Path, broken
 
 
 def test_an_api_key_file_others_can_read_gets_a_warning_and_the_command_goes_on(isolated: Path) -> None:
-    _fake_deployment(isolated)
-    key = isolated / "api-key"
+    key = _fake_deployment(isolated) / "api-key"
     key.chmod(0o644)
 
     result = run_imgup("list", env={"IMGUP_RETRIES": "0", "IMGUP_TIMEOUT": "2"})

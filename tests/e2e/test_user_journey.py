@@ -43,7 +43,7 @@ def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(
     assert "Next: imgup upload" in deployed.stderr
     state = _local_state(isolated)
     assert state and _alive(state["pid"])
-    key_file = isolated / "api-key"
+    key_file = isolated / "deployments" / "local_us-east-1_imgup" / "api-key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 
     files = [str(p) for p in samples.values()]
@@ -78,7 +78,7 @@ def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(
     assert info["bucket"] in cleaned.stderr
     assert not _alive(state["pid"])
     assert _local_state(isolated) is None
-    assert not (isolated / "deployment.json").exists() and not key_file.exists()
+    assert not key_file.exists() and not list((isolated / "deployments").iterdir())
     after = run_imgup("list", "--json")
     assert after.code == 3 and after.stdout == ""
     assert "imgup deploy" in after.stderr
@@ -152,6 +152,7 @@ def test_status_shows_the_deployment_and_the_key_only_when_asked(local_stack) ->
         "table",
         "region",
         "endpointUrl",
+        "deployments",
     }
     assert local_stack.api_key not in shown.stdout + shown.stderr
     human = local_stack.imgup("status")

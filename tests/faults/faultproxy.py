@@ -381,12 +381,15 @@ class FaultProxy:
 def proxied_config(stack: Any, proxy: FaultProxy, directory: Path) -> dict[str, str]:
     """A copy of the stack's config dir whose ``api_url`` goes through ``proxy``; the
     environment that points ``imgup`` at it. Never run ``cleanup`` in it."""
+    from imgup.deployments import Registry
+
     directory.mkdir(parents=True, exist_ok=True)
-    deployment = json.loads((stack.config_dir / "deployment.json").read_text())
-    assert deployment["api_url"].startswith(stack.endpoint_url)
-    deployment["api_url"] = proxy.url + deployment["api_url"][len(stack.endpoint_url) :]
-    (directory / "deployment.json").write_text(json.dumps(deployment))
-    shutil.copy2(stack.config_dir / "api-key", directory / "api-key")
+    source = Registry(stack.config_dir)
+    [which] = source.ids()
+    deployment = source.load(which)
+    assert deployment.api_url.startswith(stack.endpoint_url)
+    deployment.api_url = proxy.url + deployment.api_url[len(stack.endpoint_url) :]
+    Registry(directory).save(deployment, source.api_key(which))
     (directory / "local").mkdir(exist_ok=True)
     shutil.copy2(stack.config_dir / "local" / "local.json", directory / "local" / "local.json")
     return {"IMGUP_CONFIG_DIR": str(directory)}
@@ -403,10 +406,11 @@ class Consistency:
 
     def __post_init__(self) -> None:
         from imgup.aws import local_target
-        from imgup.config import Deployment
+        from imgup.deployments import Registry
 
-        data = json.loads((self.stack.config_dir / "deployment.json").read_text())
-        self.deployment = Deployment(**data)
+        registry = Registry(self.stack.config_dir)
+        [which] = registry.ids()
+        self.deployment = registry.load(which)
         self.target = local_target(self.stack.endpoint_url, self.deployment.region)
 
     def records(self) -> list[Any]:
