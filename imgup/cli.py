@@ -188,9 +188,8 @@ def deploy(
     )
     _print_fields(info)
     # With several deployments remembered, the next commands may need options to reach this one.
-    options = " ".join(context.options_selecting(result.deployment, settings))
-    upload = " ".join(["imgup upload", *([options] if options else []), "photo.jpg"])
-    output.note(f"Next: {upload}   (then: imgup list{' ' + options if options else ''})")
+    options = "".join(" " + option for option in context.options_selecting(result.deployment, settings))
+    output.note(f"Next: imgup upload{options} photo.jpg   (then: imgup list{options})")
 
 
 def _print_fields(info: dict[str, Any]) -> None:

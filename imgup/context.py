@@ -68,24 +68,10 @@ def target_for(deployment: Deployment) -> AwsTarget:
             raise NotDeployed(
                 f"The local stack that held {DeploymentId.of(deployment)} is not running any more "
                 "(it keeps everything in memory).",
-                f"Run `{deploy_command(deployment)}` to deploy it again.",
+                f"Run `{DeploymentId.of(deployment).deploy_command()}` to deploy it again.",
             )
         return local_target(found.endpoint_url, deployment.region)
     return aws_target(deployment.profile, deployment.region)
-
-
-def deploy_command(deployment: Deployment) -> str:
-    """The ``imgup deploy`` command that (re)creates this deployment."""
-    args = ["imgup", "deploy"]
-    if deployment.is_local:
-        args.append("--local")
-    if deployment.stack_name != config.DEFAULT_STACK_NAME:
-        args += ["--stack-name", deployment.stack_name]
-    if not deployment.is_local or deployment.region != config.LOCAL_REGION:
-        args += ["--region", deployment.region]
-    if deployment.profile:
-        args += ["--profile", deployment.profile]
-    return " ".join(args)
 
 
 def _waiter(local: bool, timeout: float = 1800) -> Waiter:
@@ -110,19 +96,20 @@ def deploy(
     if alert_email is not None:
         config.check_alert_email(alert_email)
     given_by = settings.sources.get("region")
+    aws: AwsTarget | None = None
     if local:
         region = settings.region or config.LOCAL_REGION
         check_region(region, given_by or "The local stack's default")
     else:
-        aws = aws_target(settings.profile, settings.region)
+        aws = aws_target(settings.profile, settings.region)  # no request yet
         region = aws.region
         check_region(region, given_by or region_source())
     registry = Registry()
     which = DeploymentId(settings.stack_name, region, "local" if local else "aws")
     registry.prepare(which)
-    if not local:
+    if aws is not None:
         _refuse_another_account(registry, which, aws)
-    target = _local_target(region) if local else aws
+    target = aws or _local_target(region)  # the first side effect: the local stack starts
     result = run_deploy(
         target,
         settings.stack_name,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .config import (
     DEFAULT_STACK_NAME,
+    LOCAL_REGION,
     REGION_RE,
     STACK_NAME_RE,
     TARGETS,
@@ -79,6 +80,19 @@ class DeploymentId:
 
     def __str__(self) -> str:
         return f"{self.stack_name} ({self.target}, {self.region})"
+
+    def deploy_command(self, profile: str | None = None) -> str:
+        """The ``imgup deploy`` command that (re)creates this deployment."""
+        args = ["imgup", "deploy"]
+        if self.target == "local":
+            args.append("--local")
+        if self.stack_name != DEFAULT_STACK_NAME:
+            args += ["--stack-name", self.stack_name]
+        if self.target != "local" or self.region != LOCAL_REGION:
+            args += ["--region", self.region]
+        if profile:
+            args += ["--profile", profile]
+        return " ".join(args)
 
 
 def options_for(criteria: dict[str, str]) -> list[str]:
@@ -174,6 +188,11 @@ class Registry:
             deployment = read_record(path)
         except FileNotFoundError:
             raise NotDeployed(f"Deployment {which} is no longer remembered.") from None
+        except UsageError as exc:
+            raise UsageError(
+                exc.message,
+                f"Run `{which.deploy_command()}` to rewrite it, or delete {path.parent} to forget it.",
+            ) from None
         if DeploymentId.of(deployment) != which:
             raise UsageError(
                 f"The deployment record {path} describes {DeploymentId.of(deployment)}, "

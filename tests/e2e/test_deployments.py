@@ -3,8 +3,6 @@ and target, on every command, with the installed ``imgup`` against the local sta
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import stat
 from pathlib import Path
@@ -16,19 +14,8 @@ from tests.conftest import run_imgup
 pytestmark = pytest.mark.e2e
 
 
-def _local_state(config_dir: Path) -> dict | None:
-    try:
-        return json.loads((config_dir / "local" / "local.json").read_text())
-    except FileNotFoundError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+def _local_stack_runs() -> bool:
+    return run_imgup("local", "status").code == 0
 
 
 def _upload(path: Path, *options: str) -> str:
@@ -81,12 +68,10 @@ def test_a_deployment_in_another_region_is_remembered_beside_the_first_and_clean
         assert "imgup remembers 2 deployments" in human.stderr and "* imgup  local  us-west-2" in human.stderr
 
         # cleanup removes the selected one only, and keeps the local stack for the other.
-        state = _local_state(isolated)
-        assert state is not None
         cleaned = run_imgup("cleanup", "--yes", "--region", "us-east-1")
         assert cleaned.code == 0, cleaned.stderr
         assert "keeps running for imgup (local, us-west-2)" in cleaned.stderr
-        assert _alive(state["pid"])
+        assert _local_stack_runs()
         assert _listed() == [west]  # the only one left is selected without options
         gone = run_imgup("list", "--region", "us-east-1")
         assert gone.code == 3 and "imgup (local, us-west-2)" in gone.stderr
@@ -94,7 +79,7 @@ def test_a_deployment_in_another_region_is_remembered_beside_the_first_and_clean
         last = run_imgup("cleanup", "--yes")
         assert last.code == 0, last.stderr
         assert "Stopped the local stack" in last.stderr
-        assert not _alive(state["pid"])
+        assert not _local_stack_runs()
         assert run_imgup("status").code == 3
     finally:
         run_imgup("local", "stop")

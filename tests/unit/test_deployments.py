@@ -334,3 +334,22 @@ def test_deploying_a_remembered_aws_stack_from_another_account_is_refused_before
 
     assert "111111111111" in caught.value.message and "222222222222" in caught.value.message
     assert "imgup cleanup --aws --stack-name imgup --region us-east-1" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("which", "command"),
+    [
+        (LOCAL_EAST, "imgup deploy --local"),
+        (LOCAL_WEST, "imgup deploy --local --region us-west-2"),
+        (GALLERY, "imgup deploy --stack-name gallery --region eu-west-1"),
+    ],
+)
+def test_a_broken_record_names_the_deploy_command_that_rewrites_it(which, command):
+    registry = remember(which)
+    registry.record_path(which).write_text("{")
+
+    with pytest.raises(UsageError) as caught:
+        registry.load(which)
+
+    assert f"Run `{command}` to rewrite it" in (caught.value.hint or "")
+    assert str(registry.record_path(which).parent) in (caught.value.hint or "")
