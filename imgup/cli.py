@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__, output
-from .errors import ExitCode, ImgupError, NotDeployed, PartialFailure, UsageError
+from .errors import ExitCode, ImgupError, NotDeployed, UsageError, UserInterrupt, batch_failure
 
 _debug = {"on": bool(os.environ.get("IMGUP_DEBUG"))}
 
@@ -66,7 +66,8 @@ class ImgupGroup(TyperGroup):
         except ImgupError as exc:
             if _debug["on"]:
                 traceback.print_exc()
-            output.error(exc.message, exc.hint)
+            if not exc.reported:
+                output.error(exc.message, exc.hint)
             return exc.exit_code
         except Exception as exc:
             if _is_usage_error(exc):  # Typer's (vendored) click: bad option, missing argument
@@ -179,90 +180,254 @@ def _print_fields(info: dict[str, Any]) -> None:
         output.note(f"  {key:<{width}}  {value}")
 
 
+# --- output formats, the same on every command that prints data (imgup.output) -----------
+
+JsonOut = typer.Option(False, "--json", help="Print one JSON document (an array of objects).")
+JsonlOut = typer.Option(False, "--jsonl", help="Print one JSON object per line, as each comes.")
+CsvOut = typer.Option(False, "--csv", help="Print CSV with a header row of field names.")
+QuietOut = typer.Option(False, "--quiet", "-q", help="Print only the image ids, one per line.")
+
+IMAGE_FIELDS = (
+    "imageId",
+    "fileName",
+    "fileType",
+    "fileSize",
+    "width",
+    "height",
+    "sha256",
+    "uploadedAt",
+    "fileUrl",
+)
+
+
+def _stdin_lines(separator: bytes = b"\n") -> list[str]:
+    from .uploads import read_paths
+
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        raise UsageError("'-' reads from standard input, but nothing is piped in.")
+    return read_paths(stream.buffer, separator)
+
+
+def _items_or_stdin(items: list[str] | None, what: str, separator: bytes = b"\n") -> list[str]:
+    """The items given, or those read from stdin for '-' (or when stdin is a pipe and none
+    are given); '-' cannot be mixed with items."""
+    given = list(items or [])
+    stdin = sys.stdin
+    if given == ["-"] or (not given and stdin is not None and not stdin.isatty()):
+        return _stdin_lines(separator)
+    if "-" in given:
+        raise UsageError(f"'-' (read {what} from stdin) cannot be mixed with {what} given as arguments.")
+    return given
+
+
 @app.command()
 def upload(
     files: list[str] | None = typer.Argument(
         None, help="Image files; '-' (or a pipe) reads paths from stdin, one per line."
     ),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON object per uploaded file (JSON Lines)."
+    null: bool = typer.Option(
+        False, "--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0)."
     ),
     concurrency: int | None = typer.Option(
-        None, "--concurrency", "-j", help="Parallel uploads [default: 4]."
+        None, "--concurrency", "-j", help="Parallel uploads (default: 4; or IMGUP_CONCURRENCY)."
     ),
     retries: int | None = typer.Option(
-        None, "--retries", help="Retries per request on transient errors [default: 4]."
+        None, "--retries", help="Retries per request on transient errors (default: 4; or IMGUP_RETRIES)."
     ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Show no progress bars."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
 ) -> None:
-    """Upload images through presigned URLs, with a progress bar per file.
+    """Upload images through presigned URLs, with progress bars; one result per file.
 
-    Example: imgup upload a.jpg b.png --json
+    Example: find . -name '*.jpg' -print0 | imgup upload -0 - --jsonl
     """
     from . import context
+    from .display import UploadDisplay
+    from .uploads import Interrupted, collect_files, upload_files
 
-    paths = list(files or [])
-    stdin = sys.stdin
-    if paths == ["-"] or (not paths and stdin is not None and not stdin.isatty()):
-        from .uploads import read_paths
-
-        paths = read_paths(stdin.buffer) if stdin is not None else []
-    elif "-" in paths:
-        raise UsageError("'-' (read paths from stdin) cannot be mixed with file names.")
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    paths = _items_or_stdin(files, "paths", b"\0" if null else b"\n")
+    if not paths:
+        raise UsageError(
+            "No files to upload.",
+            "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
+        )
     settings = context.settings(concurrency=concurrency, retries=retries)
-    outcomes = context.upload(settings, paths, json_out=json_out)
-    failed = [o for o in outcomes if o.error]
-    done = len(outcomes) - len(failed)
-    output.note(f"Uploaded {done} of {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}.")
-    if failed:
-        raise PartialFailure(f"{len(failed)} of {len(outcomes)} files failed (see above).")
+    api, max_bytes = context.upload_api(settings)
+    good, bad = collect_files(paths, max_bytes)
+    emitter = output.Emitter(
+        fmt,
+        IMAGE_FIELDS,
+        columns=[output.NAME, output.SIZE, output.TYPE, output.ID],
+        plain=("imageId", "fileName"),
+        hints={"fileName": max((len(f.name) for f in good), default=0)},
+    ).begin()
+    for outcome in bad:
+        output.error(f"{outcome.source}: {outcome.error}")
+
+    def on_result(local: Any, outcome: Any) -> None:
+        if outcome.image is not None:
+            emitter.row(outcome.image)
+        elif outcome.cancelled:
+            output.note(f"{outcome.source}: {outcome.error}")
+        else:
+            output.error(f"{outcome.source}: {outcome.error}")
+
+    display = UploadDisplay(good, enabled=output.animate() and not no_progress, on_result=on_result)
+    try:
+        with display:
+            outcomes = (
+                upload_files(good, api, concurrency=settings.concurrency, on_event=display) if good else []
+            )
+    except Interrupted as stop:
+        emitter.end()
+        uploaded = sum(1 for o in stop.outcomes if o.image)
+        failed = sum(1 for o in stop.outcomes if o.error and not o.cancelled) + len(bad)
+        raise UserInterrupt(
+            f"Interrupted: {uploaded} of {len(paths)} file{_s(len(paths))} uploaded"
+            + (" (their results are above)" if uploaded else "")
+            + (f", {failed} failed" if failed else "")
+            + f", {len(paths) - uploaded - failed} not uploaded."
+        ) from None
+    emitter.end()
+    uploaded = sum(1 for o in outcomes if o.image)
+    total = len(paths)
+    if total > 1:
+        output.note(f"Uploaded {uploaded} of {total} file{_s(total)}.")
+    failure = batch_failure(total - uploaded, total, "files")
+    if failure:
+        raise failure
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 @app.command("list")
 def list_images(
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of images on stdout."),
     limit: int | None = typer.Option(
-        None, "--limit", "-n", min=1, help="Show at most N images (newest first)."
+        None, "--limit", "-n", min=1, help="Show at most N images, newest first (default: 50)."
     ),
+    all_images: bool = typer.Option(False, "--all", "-a", help="List every image, streaming, page by page."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
 ) -> None:
-    """List the gallery, newest first: a table for people, or JSON for scripts.
+    """List the gallery, newest first: a table for people, or data for scripts.
 
-    Example: imgup list --json | jq -r '.[].fileUrl'
+    Example: imgup list --all --jsonl | jq -r .fileUrl
     """
     from . import context
 
-    images = context.list_images(context.settings(), limit)
-    if json_out:
-        output.emit_json([output.image_fields(i) for i in images])
-        return
-    if not images:
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    if all_images and limit is not None:
+        raise UsageError("Give --all or --limit, not both.")
+    shown_limit = None if all_images else (limit or DEFAULT_LIST_LIMIT)
+    settings = context.settings()
+    # One more than is shown says whether there are more, without another request.
+    images = context.list_images(
+        settings,
+        None if shown_limit is None else shown_limit + 1,
+        page_size=1000 if shown_limit is None else min(shown_limit + 1, 100),
+    )
+    emitter = output.Emitter(
+        fmt,
+        IMAGE_FIELDS,
+        columns=output.image_columns(),
+        plain=("imageId", "fileName", "fileType", "fileSize", "uploadedAt"),
+    )
+    more = False
+    first_page: list[dict[str, Any]] = []
+    for image in images:
+        if shown_limit is not None and emitter.count + len(first_page) >= shown_limit:
+            more = True
+            break
+        if fmt is output.Format.TABLE and shown_limit is not None:
+            first_page.append(image)  # a table of a known page fits its longest name
+            continue
+        emitter.row(image)
+    if first_page:
+        emitter.hints["fileName"] = max(len(str(i.get("fileName", ""))) for i in first_page)
+        for image in first_page:
+            emitter.row(image)
+    emitter.end()
+    if emitter.count == 0:
         output.note("No images yet. Upload one: imgup upload photo.jpg")
-        return
-    output.print_table(output.images_table(images))
-    output.note(f"{len(images)} image{'s' if len(images) != 1 else ''}")
+    elif more:
+        output.note(f"The newest {emitter.count} are shown; there are more. See all: imgup list --all")
+    elif fmt is output.Format.TABLE:
+        output.note(f"{emitter.count} image{_s(emitter.count)}")
+
+
+DEFAULT_LIST_LIMIT = 50
 
 
 @app.command()
 def delete(
-    image_ids: list[str] = typer.Argument(..., help="Ids of the images to delete."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per deleted image."),
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images to delete; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    ignore_missing: bool = typer.Option(
+        False, "--ignore-missing", help="An id that is not in the gallery is not an error."
+    ),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
 ) -> None:
-    """Delete images (object and record) by id.
+    """Delete images (record and object) by id; asks first at a terminal unless --yes.
 
-    Example: imgup list --json | jq -r '.[].imageId' | xargs imgup delete
+    Example: imgup list -q | imgup delete - --yes
     """
     from . import context
 
-    failures = 0
-    for image_id, error in context.delete_images(context.settings(), image_ids):
-        if error:
-            failures += 1
-            output.error(f"{image_id}: {error}")
-        elif json_out:
-            output.emit_json({"imageId": image_id, "deleted": True}, lines=True)
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    ids = [i.strip() for i in _items_or_stdin(image_ids, "ids")]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise UsageError(
+            "No image ids to delete.", "Name them, or pipe them: imgup list -q | imgup delete - --yes"
+        )
+    if not yes:
+        _confirm(f"Delete {len(ids)} image{_s(len(ids))}")
+    emitter = output.Emitter(fmt, ("imageId", "deleted"), columns=[output.ID], plain=("imageId",)).begin()
+    failed = 0
+    for image_id, error, status in context.delete_images(context.settings(), ids):
+        if error is None:
+            emitter.row({"imageId": image_id, "deleted": True})
+        elif status == 404 and ignore_missing:
+            output.note(f"{image_id}: not in the gallery (ignored).")
         else:
-            output.emit_line(image_id)
-    if failures:
-        raise PartialFailure(f"{failures} of {len(image_ids)} deletions failed.")
+            failed += 1
+            output.error(f"{image_id}: {error}")
+    emitter.end()
+    failure = batch_failure(failed, len(ids), "deletions")
+    if failure:
+        raise failure
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; refuse without one (exit 2); a "no" ends the command, exit 0."""
+    if not _interactive():
+        raise UsageError(
+            "Refusing to delete without confirmation (no terminal to ask on).", "Pass --yes to confirm."
+        )
+    if not typer.confirm(f"{question}?", default=False, err=True):
+        output.note("Nothing was deleted.")
+        raise typer.Exit(0)
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and output.err.is_terminal
+    except ValueError:
+        return False
 
 
 @app.command()

@@ -131,7 +131,7 @@ def test_bad_files_are_refused_before_any_network_call_with_exit_6(
     assert result.code == 6
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert any("big.png" in e and "exceeds the limit (1 KB)" in e for e in errors)
+    assert any("big.png" in e and "exceeds the limit (1 KiB)" in e for e in errors)
     assert any("empty.gif: is empty" in e for e in errors)
     assert any("notes.jpg: is not a JPEG, PNG, GIF or WebP image" in e for e in errors)
     assert any("none.webp: no such file" in e for e in errors)
