@@ -95,9 +95,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     add_completion=False,
-    help="Deploy and use a serverless image-upload backend, on AWS or on a built-in local stack.",
+    # Help is plain text: no markup mode, so brackets such as [default: 4] are never eaten.
+    rich_markup_mode=None,
+    help="Deploy and use a serverless image-upload backend, on AWS or on a built-in local stack.\n\n"
+    "Start here: imgup deploy --local (no AWS account needed), then imgup upload photo.jpg, "
+    "then imgup list.",
 )
-local_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the built-in local stack.")
+local_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Start, stop or inspect the built-in local stack."
+)
 app.add_typer(local_app, name="local")
 
 JsonOption = typer.Option(False, "--json", help="Print data as JSON on stdout.")
@@ -130,7 +136,7 @@ def deploy(
         False, "--local", help="Deploy to the built-in local stack (started if needed)."
     ),
     stack_name: str | None = typer.Option(
-        None, "--stack-name", help="CloudFormation stack name [default: imgup]."
+        None, "--stack-name", help="CloudFormation stack name (default: imgup; or IMGUP_STACK_NAME)."
     ),
     region: str | None = typer.Option(None, "--region", help="AWS region (default: boto3's chain)."),
     profile: str | None = typer.Option(None, "--profile", help="AWS profile (default: boto3's chain)."),
@@ -141,12 +147,15 @@ def deploy(
         None,
         "--reserved-concurrency",
         min=0,
-        help="Concurrent executions reserved per function [template default: 20]; 0 for a new AWS account.",
+        help="Concurrent executions reserved per function (default: 20, or what the stack has); "
+        "0 for a new AWS account.",
     ),
     timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Create or update the whole stack from infra.yaml, then remember it.
+    """Create or update the stack, then remember it.
+
+    Builds every resource of infra.yaml, on AWS or on the built-in local stack.
 
     Example: imgup deploy --local
     """
@@ -241,7 +250,10 @@ def upload(
     csv_out: bool = CsvOut,
     quiet: bool = QuietOut,
 ) -> None:
-    """Upload images through presigned URLs, with progress bars; one result per file.
+    """Upload images; one result per file.
+
+    Each file is checked first (a real JPEG, PNG, GIF or WebP within the size limit), then
+    sent straight to storage through a presigned URL, with progress bars, and verified.
 
     Example: find . -name '*.jpg' -print0 | imgup upload -0 - --jsonl
     """
@@ -318,7 +330,9 @@ def list_images(
     csv_out: bool = CsvOut,
     quiet: bool = QuietOut,
 ) -> None:
-    """List the gallery, newest first: a table for people, or data for scripts.
+    """List the gallery, newest first.
+
+    A table for people, or data for scripts in the format asked for.
 
     Example: imgup list --all --jsonl | jq -r .fileUrl
     """
@@ -381,7 +395,9 @@ def delete(
     csv_out: bool = CsvOut,
     quiet: bool = QuietOut,
 ) -> None:
-    """Delete images (record and object) by id; asks first at a terminal unless --yes.
+    """Delete images by id.
+
+    Deletes the record and the stored object. Asks first at a terminal unless --yes.
 
     Example: imgup list -q | imgup delete - --yes
     """
@@ -394,11 +410,12 @@ def delete(
         raise UsageError(
             "No image ids to delete.", "Name them, or pipe them: imgup list -q | imgup delete - --yes"
         )
+    api = context.image_api(context.settings())
     if not yes:
         _confirm(f"Delete {len(ids)} image{_s(len(ids))}")
     emitter = output.Emitter(fmt, ("imageId", "deleted"), columns=[output.ID], plain=("imageId",)).begin()
     failed = 0
-    for image_id, error, status in context.delete_images(context.settings(), ids):
+    for image_id, error, status in context.delete_images(api, ids):
         if error is None:
             emitter.row({"imageId": image_id, "deleted": True})
         elif status == 404 and ignore_missing:
@@ -435,7 +452,9 @@ def status(
     json_out: bool = JsonOption,
     show_key: bool = typer.Option(False, "--show-key", help="Include the API key."),
 ) -> None:
-    """Show what is deployed: target, stack, API URL, bucket, table, region.
+    """Show what is deployed.
+
+    The target, stack, API URL, bucket, table and region.
 
     Example: imgup status --json --show-key
     """
@@ -452,7 +471,9 @@ def status(
 def cleanup(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
-    """Delete everything imgup deployed: images, stack, artifacts, local stack, config.
+    """Delete everything a deployment made.
+
+    Its images, stack and artifacts, the local stack when it is the target, and the record.
 
     Example: imgup cleanup --yes
     """
@@ -487,8 +508,10 @@ def doctor(
     json_out: bool = JsonOption,
     quick: bool = typer.Option(False, "--quick", help="Skip reading objects to verify checksums."),
 ) -> None:
-    """Check that table and bucket agree: every ready image has its object (size, SHA-256),
-    and every object under images/ has a record.
+    """Check that table and bucket agree.
+
+    Every ready image has its object (size, SHA-256), and every object under images/ has a
+    record.
 
     Example: imgup doctor --json
     """

@@ -125,10 +125,14 @@ def list_images(settings: Settings, limit: int | None, page_size: int) -> Iterat
     return image_api(settings).iter_images(limit=limit, page_size=page_size)
 
 
-def delete_images(settings: Settings, image_ids: list[str]) -> Iterator[tuple[str, str | None, int | None]]:
+def delete_images(api: ImageApi, image_ids: list[str]) -> Iterator[tuple[str, str | None, int | None]]:
     """Delete each image; (id, None, None) when deleted, else (id, why, HTTP status)."""
-    api = image_api(settings)
+    from .backend.rules import is_image_id
+
     for image_id in image_ids:
+        if not is_image_id(image_id):
+            yield image_id, "not an image id (ids look like 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b).", 400
+            continue
         try:
             api.delete(image_id)
             yield image_id, None, None

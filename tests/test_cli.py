@@ -117,7 +117,7 @@ def test_cleanup_without_yes_and_without_a_terminal_refuses_with_exit_2(isolated
     assert (isolated / "deployment.json").exists()
 
 
-def test_bad_files_are_refused_before_any_network_call_with_exit_6(
+def test_bad_files_are_refused_before_any_network_call_with_exit_7_when_all_fail(
     isolated: Path, tmp_path: Path, samples: dict[str, Path]
 ) -> None:
     _fake_deployment(isolated)
@@ -128,7 +128,7 @@ def test_bad_files_are_refused_before_any_network_call_with_exit_6(
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     result = run_imgup("upload", str(big), str(empty), str(text), str(tmp_path / "none.webp"), str(tmp_path))
-    assert result.code == 6
+    assert result.code == 7
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert any("big.png" in e and "exceeds the limit (1 KiB)" in e for e in errors)
@@ -188,3 +188,49 @@ def test_deploy_progress_prints_stack_events_verbatim_even_with_brackets(capsys)
     assert captured.out == ""
     assert "Creating stack [demo]" in captured.err
     assert "CREATE_FAILED" in captured.err and "Policy [/] has [red] in it" in captured.err
+
+
+def _help_of(command: list[str]) -> str:
+    result = run_imgup(*command, "--help")
+    assert result.code == 0, result.stderr
+    return " ".join(result.stdout.split())
+
+
+def _params(command: list[str]):
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name in command:
+        group = group.commands[name]  # type: ignore[attr-defined]
+    return group.params
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != ["local"]], ids=" ".join)
+def test_every_option_shows_its_whole_help_text_with_nothing_eaten_as_markup(command: list[str]) -> None:
+    shown = _help_of(command)
+    for param in _params(command):
+        text = " ".join((getattr(param, "help", None) or "").split())
+        if text:
+            assert text in shown, f"{param.name}: {text!r} is not shown whole"
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        (["upload"], ["Parallel uploads (default: 4", "transient errors (default: 4"]),
+        (["list"], ["(default: 50)"]),
+        (["deploy"], ["(default: imgup", "[default: 1800]", "(default: 20"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and len(v) == 1 else None,
+)
+def test_options_with_defaults_say_them(command: list[str], defaults: list[str]) -> None:
+    shown = _help_of(command)
+    for default in defaults:
+        assert default in shown
+
+
+def test_imgup_alone_says_where_to_start() -> None:
+    result = run_imgup()
+    text = result.stdout + result.stderr
+    assert "Usage" in text
+    assert "imgup deploy --local" in text
