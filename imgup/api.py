@@ -207,10 +207,11 @@ class ImageApi:
 
     @staticmethod
     def _single(call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """A single-route call as a batch entry: its answer, or its refusal as an entry."""
+        """A single-route call as a batch entry: its answer, or its failure as an entry (one
+        item's failure, even after its retries, is not the others')."""
         try:
             return call(*args, **kwargs)
-        except UploadRejected as exc:
+        except ApiError as exc:
             return {"error": exc.message, "status": exc.status}
 
     def list_page(self, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:

@@ -347,7 +347,7 @@ def list_images(
     images = context.list_images(
         settings,
         None if shown_limit is None else shown_limit + 1,
-        page_size=1000 if shown_limit is None else min(shown_limit + 1, 100),
+        page_size=100 if shown_limit is None else min(shown_limit + 1, 100),
     )
     emitter = output.Emitter(
         fmt,
