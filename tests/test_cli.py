@@ -234,3 +234,28 @@ def test_imgup_alone_says_where_to_start() -> None:
     text = result.stdout + result.stderr
     assert "Usage" in text
     assert "imgup deploy --local" in text
+
+
+CORE = [
+    "imgup.uploads",
+    "imgup.api",
+    "imgup.config",
+    "imgup.errors",
+    "imgup.deployer",
+    "imgup.stack",
+    "imgup.aws",
+    "imgup.doctor",
+    "imgup.packaging",
+]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_neither_typer_nor_rich(module: str) -> None:
+    probe = (
+        "import sys, importlib\n"
+        f"importlib.import_module({module!r})\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"
