@@ -12,13 +12,14 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from . import __version__, output
-from .errors import ExitCode, ImgupError, NotDeployed, UsageError, UserInterrupt, batch_failure
+from .errors import AllFailed, ExitCode, ImgupError, NotDeployed, UsageError, UserInterrupt, batch_failure
 
 _debug = {"on": bool(os.environ.get("IMGUP_DEBUG"))}
 
@@ -445,6 +446,124 @@ def _interactive() -> bool:
         return sys.stdin is not None and sys.stdin.isatty() and output.err.is_terminal
     except ValueError:
         return False
+
+
+SHOW_FIELDS = (*IMAGE_FIELDS, "objectKey")
+DOWNLOAD_FIELDS = ("imageId", "fileName", "fileSize", "sha256", "path")
+
+
+def _each_image(ids: list[str], action: Any, emitter: output.Emitter, what: str) -> None:
+    """Run ``action(id)`` for every id, emitting its result or reporting its failure on one
+    line; end with the batch's exit code."""
+    from .images import ItemFailed
+
+    failed = 0
+    emitter.begin()
+    for image_id in ids:
+        try:
+            emitter.row(action(image_id))
+        except ItemFailed as exc:
+            failed += 1
+            output.error(f"{image_id}: {exc.message}")
+    emitter.end()
+    failure = batch_failure(failed, len(ids), what)
+    if failure:
+        raise failure
+
+
+def _ids(image_ids: list[str] | None) -> list[str]:
+    ids = [i.strip() for i in _items_or_stdin(image_ids, "ids")]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise UsageError("No image ids given.", "Name them, or pipe them: imgup list -q | imgup show -")
+    return ids
+
+
+@app.command()
+def show(
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+) -> None:
+    """Show every detail of images.
+
+    Name, type, size, width and height, SHA-256, upload time, object key and a fresh link.
+
+    Example: imgup show 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b --json
+    """
+    from . import context
+    from .images import get_image
+
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    ids = _ids(image_ids)
+    api = context.image_api(context.settings())
+    emitter = output.Emitter(fmt, SHOW_FIELDS, plain=SHOW_FIELDS, vertical=True)
+    _each_image(ids, lambda image_id: get_image(api, image_id), emitter, "images")
+
+
+@app.command()
+def download(
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    directory: Path = typer.Option(
+        Path("."), "--output-dir", "-o", help="Folder to save into (default: the current one)."
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite files that exist."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+) -> None:
+    """Download images under their stored names, verified.
+
+    Each file's SHA-256 must be the recorded one; a file that exists is never overwritten
+    without --force.
+
+    Example: imgup list -q -n 10 | imgup download - -o ./photos
+    """
+    from . import context
+    from .images import download as fetch
+
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    ids = _ids(image_ids)
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a folder.", "Create it first, or pass another --output-dir.")
+    api = context.image_api(context.settings())
+    columns = [output.NAME, output.SIZE, output.Column("path", "Saved as", flexible=True), output.ID]
+    emitter = output.Emitter(fmt, DOWNLOAD_FIELDS, columns=columns, plain=("imageId", "path"))
+    _each_image(ids, lambda image_id: fetch(api, image_id, directory, force=force), emitter, "downloads")
+
+
+@app.command("open")
+def open_image(
+    image_id: str = typer.Argument(..., help="Id of the image."),
+) -> None:
+    """Open an image in the web browser.
+
+    Where no browser can be started, its link is printed instead.
+
+    Example: imgup open 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b
+    """
+    import webbrowser
+
+    from . import context
+    from .images import ItemFailed, get_image
+
+    api = context.image_api(context.settings())
+    try:
+        image = get_image(api, image_id)
+    except ItemFailed as exc:
+        output.error(f"{image_id}: {exc.message}")
+        raise AllFailed(exc.message) from None
+    url = str(image["fileUrl"])
+    if not webbrowser.open(url):
+        output.note("No web browser could be started; the link (valid for one hour) is on stdout.")
+        output.emit_line(url)
 
 
 @app.command()

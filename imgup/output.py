@@ -269,6 +269,7 @@ class Emitter:
     columns: Sequence[Column] = ()
     plain: Sequence[str] = ()  # the fields of a table sent into a pipe or a file, raw
     hints: dict[str, int] = field(default_factory=dict)
+    vertical: bool = False  # at a terminal, each item as "field  value" lines
     count: int = 0
     _begun: bool = False
     _widths: list[Column] = field(default_factory=list)
@@ -283,7 +284,7 @@ class Emitter:
                 self._csv_row(list(self.fields))
             elif self.fmt is Format.JSON:
                 write_data("[")
-            elif self.fmt is Format.TABLE and stdout_is_terminal():
+            elif self.fmt is Format.TABLE and stdout_is_terminal() and not self.vertical:
                 self._widths = plan_widths(self.columns, _terminal_width(), self.hints)
                 write_data("  ".join(cell(c.header, c.width or 0, c.right) for c in self._widths).rstrip())
         return self
@@ -307,6 +308,13 @@ class Emitter:
             self._csv_row([_csv_value(item.get(name)) for name in self.fields])
         elif self.fmt is Format.QUIET:
             write_data(printable(str(item.get("imageId", ""))))
+        elif self.vertical and stdout_is_terminal():
+            if self.count:
+                write_data("")
+            width = max(len(name) for name in self.fields)
+            for name in self.fields:
+                value = item.get(name)
+                write_data(f"{name:<{width}}  {printable('-' if value is None else str(value))}")
         elif self._widths:
             cells = [cell(printable(c.render(item.get(c.name))), c.width or 0, c.right) for c in self._widths]
             write_data("  ".join(cells).rstrip())
