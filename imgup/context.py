@@ -7,7 +7,6 @@ modules, which take them as parameters so that tests can pass others.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,81 +179,31 @@ def image_api(settings: Settings, deployment: Deployment | None = None) -> Image
     )
 
 
-def upload(settings: Settings, paths: list[str], *, json_out: bool) -> list[Any]:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-
-    from .uploads import Outcome, Uploader, collect_files, upload_all
-
-    if not paths:
-        raise UsageError(
-            "No files to upload.",
-            "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
-        )
+def upload_api(settings: Settings) -> tuple[ImageApi, int]:
+    """The API client for uploads and the selected deployment's size limit."""
     deployment = selected(settings)
-    good, bad = collect_files(paths, deployment.max_upload_bytes)
-    for outcome in bad:
-        output.error(f"{outcome.source}: {outcome.error}")
-    if not good:
-        return bad
-    api = image_api(settings, deployment)
-    uploader = Uploader(api, api.http, api.retry, threading.Event())
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=output.err,
-        transient=True,
-        disable=not output.err.is_terminal,
-    )
-    total = progress.add_task("total", total=sum(f.size for f in good), visible=len(good) > 1)
-    tasks: dict[Any, Any] = {}
-
-    def on_start(local: Any) -> Any:
-        task = progress.add_task(local.name[:40], total=local.size, visible=False)
-        tasks[local] = task
-
-        def advance(nbytes: int) -> None:
-            progress.update(task, advance=nbytes, visible=True)
-            progress.update(total, advance=nbytes)
-
-        return advance
-
-    def on_done(local: Any, outcome: Outcome) -> None:
-        progress.update(tasks[local], visible=False)
-        if outcome.image is not None:
-            if json_out:
-                output.emit_json(outcome.image, lines=True)
-            else:
-                output.emit_line(f"{outcome.image['imageId']}\t{outcome.image['fileName']}")
-        else:
-            output.error(f"{outcome.source}: {outcome.error}")
-
-    with progress:
-        outcomes = upload_all(good, uploader, settings.concurrency, on_start=on_start, on_done=on_done)
-    return bad + outcomes
+    return image_api(settings, deployment), deployment.max_upload_bytes
 
 
-def list_images(settings: Settings, limit: int | None) -> list[dict[str, Any]]:
-    return list(image_api(settings).iter_images(limit=limit))
+def list_images(settings: Settings, limit: int | None, page_size: int) -> Iterator[dict[str, Any]]:
+    return image_api(settings).iter_images(limit=limit, page_size=page_size)
 
 
-def delete_images(settings: Settings, image_ids: list[str]) -> Iterator[tuple[str, str | None]]:
-    api = image_api(settings)
+def delete_images(api: ImageApi, image_ids: list[str]) -> Iterator[tuple[str, str | None, int | None]]:
+    """Delete each image; (id, None, None) when deleted, else (id, why, HTTP status)."""
+    from .backend.rules import is_image_id
+
     for image_id in image_ids:
+        if not is_image_id(image_id):
+            yield image_id, "not an image id (ids look like 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b).", 400
+            continue
         try:
             api.delete(image_id)
-            yield image_id, None
+            yield image_id, None, None
         except ApiError as exc:
             if exc.status is None or exc.status >= 500 or exc.status == 403:
                 raise
-            yield image_id, exc.message
+            yield image_id, exc.message, exc.status
 
 
 def status_fields(deployment: Deployment, stack_status: str | None) -> dict[str, Any]:

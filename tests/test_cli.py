@@ -18,6 +18,9 @@ COMMANDS = [
     ["upload"],
     ["list"],
     ["delete"],
+    ["show"],
+    ["download"],
+    ["open"],
     ["status"],
     ["cleanup"],
     ["doctor"],
@@ -127,7 +130,7 @@ def test_cleanup_without_yes_and_without_a_terminal_refuses_with_exit_2(isolated
     assert (folder / "deployment.json").exists()
 
 
-def test_bad_files_are_refused_before_any_network_call_with_exit_6(
+def test_bad_files_are_refused_before_any_network_call_with_exit_7_when_all_fail(
     isolated: Path, tmp_path: Path, samples: dict[str, Path]
 ) -> None:
     _fake_deployment(isolated)
@@ -138,10 +141,10 @@ def test_bad_files_are_refused_before_any_network_call_with_exit_6(
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     result = run_imgup("upload", str(big), str(empty), str(text), str(tmp_path / "none.webp"), str(tmp_path))
-    assert result.code == 6
+    assert result.code == 7
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert any("big.png" in e and "exceeds the limit (1 KB)" in e for e in errors)
+    assert any("big.png" in e and "exceeds the limit (1 KiB)" in e for e in errors)
     assert any("empty.gif: is empty" in e for e in errors)
     assert any("notes.jpg: is not a JPEG, PNG, GIF or WebP image" in e for e in errors)
     assert any("none.webp: no such file" in e for e in errors)
@@ -357,3 +360,74 @@ def test_an_api_key_file_others_can_read_gets_a_warning_and_the_command_goes_on(
     assert result.code == 5  # the closed port of the fake deployment, reached after the warning
     assert f"Warning: the API key file {key} is open to other users (mode 0644)" in result.stderr
     assert f"chmod 600 {key}" in result.stderr
+
+
+def _help_of(command: list[str]) -> str:
+    result = run_imgup(*command, "--help")
+    assert result.code == 0, result.stderr
+    return " ".join(result.stdout.split())
+
+
+def _params(command: list[str]):
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name in command:
+        group = group.commands[name]  # type: ignore[attr-defined]
+    return group.params
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != ["local"]], ids=" ".join)
+def test_every_option_shows_its_whole_help_text_with_nothing_eaten_as_markup(command: list[str]) -> None:
+    shown = _help_of(command)
+    for param in _params(command):
+        text = " ".join((getattr(param, "help", None) or "").split())
+        if text:
+            assert text in shown, f"{param.name}: {text!r} is not shown whole"
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        (["upload"], ["Parallel uploads (default: 4", "transient errors (default: 4"]),
+        (["list"], ["(default: 50)"]),
+        (["deploy"], ["(default: imgup", "[default: 1800]", "(default: 20"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and len(v) == 1 else None,
+)
+def test_options_with_defaults_say_them(command: list[str], defaults: list[str]) -> None:
+    shown = _help_of(command)
+    for default in defaults:
+        assert default in shown
+
+
+def test_imgup_alone_says_where_to_start() -> None:
+    result = run_imgup()
+    text = result.stdout + result.stderr
+    assert "Usage" in text
+    assert "imgup deploy --local" in text
+
+
+CORE = [
+    "imgup.uploads",
+    "imgup.api",
+    "imgup.config",
+    "imgup.errors",
+    "imgup.deployer",
+    "imgup.stack",
+    "imgup.aws",
+    "imgup.doctor",
+    "imgup.packaging",
+]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_neither_typer_nor_rich(module: str) -> None:
+    probe = (
+        "import sys, importlib\n"
+        f"importlib.import_module({module!r})\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"

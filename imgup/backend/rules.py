@@ -212,8 +212,8 @@ def validate_file_name(name: object) -> str:
 
 
 def format_size(nbytes: int) -> str:
-    """A size for people: ``5 MB``, ``1.5 MB``, ``64 KB``, ``900 bytes`` (binary units)."""
-    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+    """A size for people: ``5 MiB``, ``1.5 MiB``, ``64 KiB``, ``900 bytes`` (binary units)."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
         if nbytes >= factor:
             value = nbytes / factor
             text = f"{value:.1f}".rstrip("0").rstrip(".")

@@ -95,7 +95,7 @@ def test_a_size_below_one_byte_is_refused(size: int) -> None:
 def test_a_size_over_the_limit_is_413_with_the_limit_in_the_message(size: float) -> None:
     error = refused({**GOOD, "fileSize": size})
     assert error.status == 413
-    assert error.message == "File size exceeds the limit (5 MB)"
+    assert error.message == "File size exceeds the limit (5 MiB)"
 
 
 def test_a_whole_float_size_is_accepted_as_an_int() -> None:
@@ -151,9 +151,9 @@ def test_unknown_fields_are_ignored() -> None:
 
 
 def test_the_limit_is_written_for_people() -> None:
-    assert rules.format_size(5 * 1024 * 1024) == "5 MB"
-    assert rules.format_size(1536 * 1024) == "1.5 MB"
-    assert rules.format_size(16 * 1024) == "16 KB"
+    assert rules.format_size(5 * 1024 * 1024) == "5 MiB"
+    assert rules.format_size(1536 * 1024) == "1.5 MiB"
+    assert rules.format_size(16 * 1024) == "16 KiB"
     assert rules.format_size(1) == "1 byte"
 
 

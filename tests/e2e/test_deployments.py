@@ -19,7 +19,7 @@ def _local_stack_runs() -> bool:
 
 
 def _upload(path: Path, *options: str) -> str:
-    result = run_imgup("upload", str(path), "--json", *options)
+    result = run_imgup("upload", str(path), "--jsonl", *options)
     assert result.code == 0, result.stderr
     [line] = result.json_lines()
     return line["imageId"]
@@ -101,7 +101,7 @@ def test_the_stack_name_setting_selects_the_deployment_of_every_command(
         assert status.code == 0 and status.json()["stackName"] == "gallery"
         doctor = run_imgup("doctor", "--json", "--stack-name", "gallery")
         assert doctor.code == 0 and doctor.json()["records"] == {"ready": 1}
-        deleted = run_imgup("delete", image, env=gallery)
+        deleted = run_imgup("delete", "--yes", image, env=gallery)
         assert deleted.code == 0 and deleted.stdout.split() == [image]
 
         other = run_imgup("list", env={"IMGUP_STACK_NAME": "other"})

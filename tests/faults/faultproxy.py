@@ -85,16 +85,24 @@ class Slow:
 Fault = Answer | Reset | Timeout | Slow
 
 
+def path_matches(pattern: str, path: str) -> bool:
+    """``pattern`` is a substring of ``path``; one ending in "$" must end it (``/upload$`` is
+    the single presign route, not ``/uploads``)."""
+    if pattern.endswith("$"):
+        return path.endswith(pattern[:-1])
+    return pattern in path
+
+
 @dataclass
 class Rule:
     method: str
-    path: str  # a substring of the URL path
+    path: str  # a substring of the URL path (see path_matches)
     fault: Fault
     hits: Collection[int] | None = None  # which matching requests (1-based); None: all
     seen: int = 0
 
     def matches(self, method: str, path: str) -> bool:
-        return method.upper() == self.method.upper() and self.path in path
+        return method.upper() == self.method.upper() and path_matches(self.path, path)
 
 
 def first(n: int) -> range:
@@ -140,7 +148,7 @@ class FaultPlan:
 
     def requests(self, method: str, path: str = "") -> list[Seen]:
         with self._lock:
-            return [s for s in self.log if s.method == method.upper() and path in s.path]
+            return [s for s in self.log if s.method == method.upper() and path_matches(path, s.path)]
 
     def faults(self, method: str, path: str = "") -> list[Seen]:
         return [s for s in self.requests(method, path) if s.fault is not None]
@@ -149,7 +157,9 @@ class FaultPlan:
         """Wait (bounded) until ``count`` requests matching method + path have arrived."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while sum(1 for s in self.log if s.method == method.upper() and path in s.path) < count:
+            while (
+                sum(1 for s in self.log if s.method == method.upper() and path_matches(path, s.path)) < count
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

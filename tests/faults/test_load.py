@@ -1,7 +1,7 @@
 """Load, at CI size: the benchmark's own run (bench/load.py), 60 uploads through 8 workers.
 
-It deploys a fresh local stack, uploads with the real ``imgup upload - -j 8 --json``, checks
-with ``imgup doctor --json`` and ``imgup list --json``, and cleans up. Counts, uniqueness and
+It deploys a fresh local stack, uploads with the real ``imgup upload - -j 8 --jsonl``, checks
+with ``imgup doctor --json`` and ``imgup list --all --json``, and cleans up. Counts, uniqueness and
 health are asserted here; timings are only measured, never asserted.
 """
 
