@@ -225,7 +225,9 @@ def validate_file_size(size: object, max_bytes: int) -> int:
     """``size`` as an int when it is a whole number of bytes from 1 to ``max_bytes``.
 
     A bool is not a size; an integral float (``2048.0``) is accepted, a fractional, infinite or
-    NaN one is not. Too large is a 413 with the limit in the message; anything else a 400.
+    NaN one is not. Every refusal is a 400, over the limit too: the original API answered a
+    declared size over the limit with 400 and its clients branch on it (413 is for what
+    completion finds in the stored object, which the original never checked).
     """
     if isinstance(size, bool) or not isinstance(size, (int, float)):
         raise ValidationError("fileSize must be a whole number of bytes", field="fileSize")
@@ -238,7 +240,6 @@ def validate_file_size(size: object, max_bytes: int) -> int:
     if size > max_bytes:
         raise ValidationError(
             f"File size exceeds the limit ({format_size(max_bytes)})",
-            status=413,
             field="fileSize",
         )
     return size

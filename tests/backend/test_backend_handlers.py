@@ -157,8 +157,15 @@ def test_image_jpg_is_stored_as_jpeg_but_signed_as_the_client_will_send_it(stack
 def test_the_size_limit_comes_from_the_function_environment(stack: Stack) -> None:
     stack.env["MAX_UPLOAD_BYTES"] = "1000"
     answer = call_upload(stack, {"fileName": "a.png", "fileType": "image/png", "fileSize": 1001})
-    assert answer["statusCode"] == 413
-    assert answer_json(answer)["error"] == "File size exceeds the limit (1000 bytes)"
+    assert answer["statusCode"] == 400
+    assert answer_json(answer) == {"error": "File size exceeds the limit (1000 bytes)", "field": "fileSize"}
+
+
+def test_a_declared_size_over_the_limit_is_400_as_the_original_api_answered(stack: Stack) -> None:
+    answer = call_upload(stack, {"fileName": "a.jpg", "fileType": "image/jpeg", "fileSize": 6 * 1024 * 1024})
+    assert answer["statusCode"] == 400
+    assert "exceeds the limit (5 MB)" in answer_json(answer)["error"]
+    assert stack.dynamodb.scan(TableName="imgup-test-images")["Count"] == 0
 
 
 # --- the whole flow ----------------------------------------------------------------------
