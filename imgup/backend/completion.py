@@ -18,6 +18,7 @@ Outcomes: ``ready`` (200), ``rejected`` (413 when too large, else 422; the objec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -42,11 +43,14 @@ def status_for_reason(reason: str | None) -> int:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the stored object is: absent, acceptable (with its SHA-256), or refused (why)."""
+    """What the stored object is: absent, acceptable (with its SHA-256 and its pixel size), or
+    refused (why)."""
 
     arrived: bool
     reason: str | None = None
     sha256: str | None = None
+    width: int = 0
+    height: int = 0
 
     @property
     def ok(self) -> bool:
@@ -70,6 +74,20 @@ def _size_reason(actual: int, record: ImageRecord, max_bytes: int) -> str | None
     return None
 
 
+def format_reason(header: rules.ImageHeader, declared_type: str) -> str | None:
+    """Why an object whose header is ``header`` cannot complete an upload declared as
+    ``declared_type``, or None when it can."""
+    declared = rules.TYPE_LABELS.get(declared_type, declared_type)
+    if header.problem is not None or not header.is_image:
+        return f"{NOT_AN_IMAGE}: {header.problem or rules.NOT_AN_ALLOWED_IMAGE} (declared {declared})"
+    if header.file_type != declared_type:
+        return (
+            f"{TYPE_MISMATCH}: the file is a {rules.TYPE_LABELS[header.file_type or '']} image, "
+            f"but {declared} was declared"
+        )
+    return None
+
+
 def check_object(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int) -> Verdict:
     """Check the object at ``record.s3_key`` against the record and the size limit."""
     for _ in range(3):
@@ -87,37 +105,40 @@ def check_object(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int) -
                 max_bytes=record.file_size,
                 etag=info.etag,
             )
+            if content is None:
+                return NOT_ARRIVED
+            reason = _size_reason(content.size, record, max_bytes)
+            if reason:
+                return Verdict(arrived=True, reason=reason)
+            header = rules.read_image_header(
+                _reader(s3, bucket, record.s3_key, info.etag, content.head), content.size
+            )
         except storage.ObjectChanged:
             continue  # replaced between HEAD and GET: look at the new one
-        if content is None:
-            return NOT_ARRIVED
-        reason = _size_reason(content.size, record, max_bytes)
+        reason = format_reason(header, record.file_type)
         if reason:
             return Verdict(arrived=True, reason=reason)
-        sniffed = rules.sniff_type(content.head)
-        declared_label = rules.TYPE_LABELS.get(record.file_type, record.file_type)
-        if sniffed is None:
-            return Verdict(
-                arrived=True,
-                reason=f"{NOT_AN_IMAGE}: the file is not a JPEG, PNG, GIF or WebP image "
-                f"(declared {declared_label})",
-            )
-        if sniffed != record.file_type:
-            return Verdict(
-                arrived=True,
-                reason=f"{TYPE_MISMATCH}: the file is a {rules.TYPE_LABELS[sniffed]} image, "
-                f"but {declared_label} was declared",
-            )
         if record.sha256 is not None and content.sha256 != record.sha256:
             return Verdict(
                 arrived=True,
                 reason=f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared",
             )
-        return Verdict(arrived=True, sha256=content.sha256)
+        return Verdict(arrived=True, sha256=content.sha256, width=header.width, height=header.height)
     return Verdict(
         arrived=True,
         reason=f"{CHANGING}: the object kept changing while it was checked",
     )
+
+
+def _reader(s3: Any, bucket: str, key: str, etag: str | None, head: bytes) -> Callable[[int, int], bytes]:
+    """``read(offset, length)`` for rules.read_image_header: the bytes already read, then ranged GETs."""
+
+    def read(offset: int, length: int) -> bytes:
+        if offset + length <= len(head):
+            return head[offset : offset + length]
+        return storage.read_range(s3, bucket=bucket, key=key, offset=offset, length=length, etag=etag)
+
+    return read
 
 
 @dataclass(frozen=True)
@@ -197,13 +218,21 @@ def complete(
         elif verdict.ok:
             uploaded_at = rules.format_timestamp(now)
             sha256 = verdict.sha256 or ""
-            if store.mark_ready(record.image_id, uploaded_at=uploaded_at, sha256=sha256):
+            if store.mark_ready(
+                record.image_id,
+                uploaded_at=uploaded_at,
+                sha256=sha256,
+                width=verdict.width,
+                height=verdict.height,
+            ):
                 ready = replace(
                     record,
                     status=storage.READY,
                     uploaded_at=uploaded_at,
                     sha256=sha256,
                     purge_at=None,
+                    width=verdict.width,
+                    height=verdict.height,
                 )
                 return Outcome("ready", ready)
         if verdict.reason is not None and _reject(

@@ -199,7 +199,8 @@ class Request:
     log: dict[str, Any]
 
     def image_json(self, record: ImageRecord) -> dict[str, Any]:
-        """An image as the API shows it (the original fields, plus sha256 when known)."""
+        """An image as the API shows it: the original fields, plus sha256, width and height
+        (pixels) when known."""
         image: dict[str, Any] = {
             "imageId": record.image_id,
             "fileName": record.file_name,
@@ -216,6 +217,9 @@ class Request:
         }
         if record.sha256:
             image["sha256"] = record.sha256
+        if record.width and record.height:
+            image["width"] = record.width
+            image["height"] = record.height
         return image
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "presign_download",
     "presign_upload",
     "read_object",
+    "read_range",
     "s3_config",
 ]
 
@@ -190,11 +191,23 @@ class ObjectChanged(Exception):
 
 @dataclass(frozen=True)
 class ObjectContent:
-    """What reading an object found: its first bytes, its size and its SHA-256 (hex)."""
+    """What reading an object found: its first bytes (up to rules.PROBE_BYTES), its size and
+    its SHA-256 (hex)."""
 
     head: bytes
     size: int
     sha256: str
+
+
+def _get(s3: Any, kwargs: dict[str, Any], key: str) -> Any:
+    try:
+        return s3.get_object(**kwargs)
+    except ClientError as exc:
+        if _is_missing(exc):
+            return None
+        if _error_code(exc) == "PreconditionFailed" or _http_status(exc) == 412:
+            raise ObjectChanged(key) from None
+        raise
 
 
 def read_object(
@@ -206,7 +219,7 @@ def read_object(
     etag: str | None = None,
     chunk_size: int = 256 * 1024,
 ) -> ObjectContent | None:
-    """Stream an object once: keep its first SNIFF_BYTES, count it and hash it.
+    """Stream an object once: keep its first PROBE_BYTES, count it and hash it.
 
     Reading stops after ``max_bytes + 1`` bytes, so a huge object costs no more than the limit
     (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). With
@@ -216,14 +229,9 @@ def read_object(
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if etag:
         kwargs["IfMatch"] = etag
-    try:
-        answer = s3.get_object(**kwargs)
-    except ClientError as exc:
-        if _is_missing(exc):
-            return None
-        if _error_code(exc) == "PreconditionFailed" or _http_status(exc) == 412:
-            raise ObjectChanged(key) from None
-        raise
+    answer = _get(s3, kwargs, key)
+    if answer is None:
+        return None
     body = answer["Body"]
     digest = hashlib.sha256()
     head = b""
@@ -233,13 +241,39 @@ def read_object(
             chunk = body.read(min(chunk_size, max_bytes + 1 - size))
             if not chunk:
                 break
-            if len(head) < rules.SNIFF_BYTES:
-                head += chunk[: rules.SNIFF_BYTES - len(head)]
+            if len(head) < rules.PROBE_BYTES:
+                head += chunk[: rules.PROBE_BYTES - len(head)]
             digest.update(chunk)
             size += len(chunk)
     finally:
         body.close()
     return ObjectContent(head=head, size=size, sha256=digest.hexdigest())
+
+
+def read_range(s3: Any, *, bucket: str, key: str, offset: int, length: int, etag: str | None = None) -> bytes:
+    """``length`` bytes of an object from ``offset`` (fewer at its end; none when it is gone).
+
+    With ``etag``, the object must still be the one HEAD saw, else ObjectChanged.
+    """
+    if length <= 0:
+        return b""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={offset}-{offset + length - 1}"}
+    if etag:
+        kwargs["IfMatch"] = etag
+    try:
+        answer = _get(s3, kwargs, key)
+    except ClientError as exc:
+        if _error_code(exc) == "InvalidRange" or _http_status(exc) == 416:
+            return b""
+        raise
+    if answer is None:
+        return b""
+    body = answer["Body"]
+    try:
+        data: bytes = body.read(length)
+    finally:
+        body.close()
+    return data
 
 
 def delete_object(s3: Any, *, bucket: str, key: str) -> None:
@@ -274,6 +308,8 @@ class ImageRecord:
     uploaded_at: str | None = None
     purge_at: int | None = None
     reason: str | None = None
+    width: int | None = None
+    height: int | None = None
 
     def to_item(self) -> dict[str, dict[str, str]]:
         item = {
@@ -295,8 +331,10 @@ class ImageRecord:
                 item[name] = {"S": value}
         if self.uploaded_at is not None and self.status == READY:
             item["galleryPk"] = {"S": rules.GALLERY_PARTITION}
-        if self.purge_at is not None:
-            item["purgeAt"] = {"N": str(self.purge_at)}
+        numbers = {"purgeAt": self.purge_at, "width": self.width, "height": self.height}
+        for name, number in numbers.items():
+            if number is not None:
+                item[name] = {"N": str(number)}
         return item
 
     @classmethod
@@ -321,6 +359,8 @@ class ImageRecord:
             uploaded_at=text("uploadedAt"),
             purge_at=number("purgeAt"),
             reason=text("reason"),
+            width=number("width"),
+            height=number("height"),
         )
 
 
@@ -352,15 +392,16 @@ class ImageStore:
         item = answer.get("Item")
         return None if item is None else ImageRecord.from_item(item)
 
-    def mark_ready(self, image_id: str, *, uploaded_at: str, sha256: str) -> bool:
-        """Pending becomes ready (listed); False when the record is no longer pending."""
+    def mark_ready(self, image_id: str, *, uploaded_at: str, sha256: str, width: int, height: int) -> bool:
+        """Pending becomes ready (listed), with what the check found; False when the record is
+        no longer pending."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"imageId": {"S": image_id}},
                 UpdateExpression=(
-                    "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha "
-                    "REMOVE #purgeAt"
+                    "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha, "
+                    "#width = :width, #height = :height REMOVE #purgeAt"
                 ),
                 ConditionExpression="#status = :pending",
                 ExpressionAttributeNames={
@@ -368,6 +409,8 @@ class ImageStore:
                     "#uploadedAt": "uploadedAt",
                     "#galleryPk": "galleryPk",
                     "#sha": "sha256",
+                    "#width": "width",
+                    "#height": "height",
                     "#purgeAt": "purgeAt",
                 },
                 ExpressionAttributeValues={
@@ -376,6 +419,8 @@ class ImageStore:
                     ":at": {"S": uploaded_at},
                     ":gallery": {"S": rules.GALLERY_PARTITION},
                     ":sha": {"S": sha256},
+                    ":width": {"N": str(width)},
+                    ":height": {"N": str(height)},
                 },
             )
         except ClientError as exc:

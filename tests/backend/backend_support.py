@@ -9,7 +9,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.samples import SAMPLES, png_bytes, sha256_hex  # noqa: F401  (re-exported for the backend tests)
+from tests.samples import (  # noqa: F401  (re-exported for the backend tests)
+    SAMPLES,
+    gif_bytes,
+    jpeg_bytes,
+    png_bytes,
+    sha256_hex,
+    webp_bytes,
+)
 
 REGION = "us-east-1"
 TABLE = "imgup-test-images"

@@ -16,8 +16,10 @@ from backend_support import (
     Stack,
     answer_json,
     api_event,
+    jpeg_bytes,
     s3_event,
     sha256_hex,
+    webp_bytes,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -205,6 +207,38 @@ def test_each_of_the_four_formats_completes(stack: Stack, file_type: str) -> Non
     assert answer_json(call_get(stack, image_id))["fileType"] == file_type
 
 
+@pytest.mark.parametrize(
+    ("file_type", "data"),
+    [
+        ("image/jpeg", jpeg_bytes(300, width=640, height=480)),
+        ("image/webp", webp_bytes(30, width=640, height=480)),
+    ],
+)
+def test_width_and_height_are_recorded_and_shown_by_complete_get_and_list(
+    stack: Stack, file_type: str, data: bytes
+) -> None:
+    started = start_upload(stack, data, file_type=file_type)
+    stack.put(key_of(stack, started["imageId"]), data, file_type)
+    done = answer_json(call_complete(stack, started["imageId"]))
+    got = answer_json(call_get(stack, started["imageId"]))
+    (listed,) = answer_json(call_list(stack))["images"]
+    for image in (done, got, listed):
+        assert (image["width"], image["height"]) == (640, 480)
+    record = stack.record(started["imageId"])
+    assert (record["width"], record["height"]) == ({"N": "640"}, {"N": "480"})
+
+
+def test_a_six_byte_gif89a_is_not_an_image(stack: Stack) -> None:
+    started = start_upload(stack, b"GIF89a", file_type="image/gif", name="x.gif")
+    stack.put(key_of(stack, started["imageId"]), b"GIF89a", "image/gif")
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 422
+    assert answer_json(answer)["reason"] == (
+        "Not an image: the file ends inside its GIF header (6 bytes) (declared GIF)"
+    )
+    assert stack.objects() == []
+
+
 def test_completing_twice_returns_the_same_ready_image(stack: Stack) -> None:
     image_id = upload_ready(stack, SAMPLES["image/png"])
     first = answer_json(call_get(stack, image_id))
@@ -253,6 +287,18 @@ LIES = {
         "Type mismatch",
     ),
     "wrong checksum": (dict(file_type="image/png", sha256="0" * 64), PNG, 422, "Checksum mismatch"),
+    "png of zero width": (
+        dict(file_type="image/png"),
+        PNG[:16] + b"\x00" * 4 + PNG[20:],
+        422,
+        "Not an image",
+    ),
+    "gif magic then garbage": (
+        dict(file_type="image/gif"),
+        b"GIF89a" + b"\x00" * (len(PNG) - 6),
+        422,
+        "Not an image",
+    ),
 }
 
 
