@@ -2,14 +2,23 @@
 
 Both the client's ``POST /images/{id}/complete`` and the bucket's ObjectCreated event come
 here. The check trusts nothing the uploader said: the object's size must equal the size that
-was presigned (and be within the limit), its first bytes must show the declared format, and
-when a SHA-256 was declared the object must hash to it. moto enforces no presigned-URL rule,
-so on the local stack this check is the only defence; on AWS it is the second.
+was presigned (and be within the limit), its header must parse as the declared format
+(:func:`rules.probe_image`), and when a SHA-256 was declared the object must hash to it. moto
+enforces no presigned-URL rule, so on the local stack this check is the only defence; on AWS
+it is the second.
+
+A ready record is pinned to the S3 version that was checked (``versionId``; the bucket is
+versioned), and every ``fileUrl`` names that version, so what the record promises is what is
+served, whatever is PUT later with a still-valid upload URL. An ObjectCreated event for a
+ready record names another version: that version is deleted, and the verified one is current
+again. A record without a pinned version (a bucket without versioning) is checked again
+instead, and rejected when the object changed. A write to a rejected upload's key, or to the
+key of a record deleted meanwhile, is deleted.
 
 State changes are conditional (:class:`~.storage.ImageStore`): when the client's call and the
 event race, one wins and the other reports what the winner decided. A rejection is recorded
-before the object is deleted, so a concurrent check cannot mark ready an object that is about
-to vanish.
+before the version is deleted, so a concurrent check cannot mark ready an object that is about
+to vanish; only the rejected version is deleted.
 
 Outcomes: ``ready`` (200), ``rejected`` (413 when too large, else 422; the object is deleted),
 ``not_arrived`` (409; the record stays pending, TTL removes it if nothing ever comes), ``gone``
@@ -26,7 +35,7 @@ from typing import Any
 from . import rules, storage
 from .storage import ImageRecord, ImageStore
 
-__all__ = ["Outcome", "Verdict", "check_object", "complete", "status_for_reason"]
+__all__ = ["ObjectWritten", "Outcome", "Verdict", "check_object", "complete", "status_for_reason"]
 
 TOO_LARGE = "Too large"
 NOT_AN_IMAGE = "Not an image"
@@ -51,6 +60,7 @@ class Verdict:
     sha256: str | None = None
     width: int = 0
     height: int = 0
+    version_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -88,15 +98,20 @@ def format_reason(header: rules.ImageHeader, declared_type: str) -> str | None:
     return None
 
 
-def check_object(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int) -> Verdict:
-    """Check the object at ``record.s3_key`` against the record and the size limit."""
+def check_object(
+    s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int, version_id: str | None = None
+) -> Verdict:
+    """Check the object at ``record.s3_key`` (the version ``version_id``, else the current one)
+    against the record and the size limit."""
     for _ in range(3):
-        info = storage.head_object(s3, bucket=bucket, key=record.s3_key)
+        info = storage.head_object(s3, bucket=bucket, key=record.s3_key, version_id=version_id)
         if info is None:
             return NOT_ARRIVED
+        version = info.version_id or version_id
+        refused = Verdict(arrived=True, version_id=version)
         reason = _size_reason(info.size, record, max_bytes)
         if reason:
-            return Verdict(arrived=True, reason=reason)
+            return replace(refused, reason=reason)
         try:
             content = storage.read_object(
                 s3,
@@ -104,39 +119,37 @@ def check_object(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int) -
                 key=record.s3_key,
                 max_bytes=record.file_size,
                 etag=info.etag,
+                version_id=version,
             )
             if content is None:
                 return NOT_ARRIVED
             reason = _size_reason(content.size, record, max_bytes)
             if reason:
-                return Verdict(arrived=True, reason=reason)
-            header = rules.read_image_header(
-                _reader(s3, bucket, record.s3_key, info.etag, content.head), content.size
-            )
+                return replace(refused, reason=reason)
+            read = _reader(s3, bucket, record.s3_key, info.etag, version, content.head)
+            header = rules.read_image_header(read, content.size)
         except storage.ObjectChanged:
-            continue  # replaced between HEAD and GET: look at the new one
+            continue  # replaced between HEAD and GET (no versioning): look at the new one
         reason = format_reason(header, record.file_type)
+        if reason is None and record.sha256 is not None and content.sha256 != record.sha256:
+            reason = f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared"
         if reason:
-            return Verdict(arrived=True, reason=reason)
-        if record.sha256 is not None and content.sha256 != record.sha256:
-            return Verdict(
-                arrived=True,
-                reason=f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared",
-            )
-        return Verdict(arrived=True, sha256=content.sha256, width=header.width, height=header.height)
-    return Verdict(
-        arrived=True,
-        reason=f"{CHANGING}: the object kept changing while it was checked",
-    )
+            return replace(refused, reason=reason)
+        return replace(refused, sha256=content.sha256, width=header.width, height=header.height)
+    return Verdict(arrived=True, reason=f"{CHANGING}: the object kept changing while it was checked")
 
 
-def _reader(s3: Any, bucket: str, key: str, etag: str | None, head: bytes) -> Callable[[int, int], bytes]:
+def _reader(
+    s3: Any, bucket: str, key: str, etag: str | None, version_id: str | None, head: bytes
+) -> Callable[[int, int], bytes]:
     """``read(offset, length)`` for rules.read_image_header: the bytes already read, then ranged GETs."""
 
     def read(offset: int, length: int) -> bytes:
         if offset + length <= len(head):
             return head[offset : offset + length]
-        return storage.read_range(s3, bucket=bucket, key=key, offset=offset, length=length, etag=etag)
+        return storage.read_range(
+            s3, bucket=bucket, key=key, offset=offset, length=length, etag=etag, version_id=version_id
+        )
 
     return read
 
@@ -146,10 +159,12 @@ class Outcome:
     """How a completion ended, and the record now.
 
     ``ready``, ``rejected``, ``not_arrived``, or ``gone`` (the record was deleted meanwhile).
+    ``removed_version`` is the version of a later write that was deleted, if any.
     """
 
     kind: str
     record: ImageRecord
+    removed_version: str | None = None
 
     @property
     def status(self) -> int:
@@ -162,21 +177,118 @@ class Outcome:
         return status_for_reason(self.record.reason)
 
 
-def _reject(
-    s3: Any,
-    store: ImageStore,
-    *,
-    bucket: str,
-    record: ImageRecord,
-    reason: str,
-    purge_at: int,
-) -> bool:
-    if not store.mark_rejected(
-        record.image_id, reason=reason, purge_at=purge_at, expected_status=record.status
-    ):
-        return False
-    storage.delete_object(s3, bucket=bucket, key=record.s3_key)
-    return True
+@dataclass(frozen=True)
+class ObjectWritten:
+    """An S3 ObjectCreated event for a record's key, and the version it wrote when it says."""
+
+    version_id: str | None = None
+
+
+class _Completion:
+    def __init__(
+        self, s3: Any, store: ImageStore, *, bucket: str, max_bytes: int, now: datetime, purge_at: int
+    ) -> None:
+        self.s3 = s3
+        self.store = store
+        self.bucket = bucket
+        self.max_bytes = max_bytes
+        self.now = now
+        self.purge_at = purge_at
+
+    def run(self, record: ImageRecord, written: ObjectWritten | None) -> Outcome:
+        for _ in range(4):
+            if record.status == storage.READY:
+                return self.ready(record, written)
+            if record.status == storage.REJECTED:
+                removed = self.remove_written(record, written)
+                return Outcome("rejected", record, removed)
+            version = written.version_id if written else None
+            verdict = check_object(
+                self.s3, bucket=self.bucket, record=record, max_bytes=self.max_bytes, version_id=version
+            )
+            done = self.mark_ready(record, verdict) if verdict.ok else self.reject(record, verdict)
+            if done is not None:
+                return Outcome(done.status, done)
+            # Absent (or just deleted by a concurrent check that rejected it), or the record
+            # changed meanwhile: the record says what happened.
+            fresh = self.store.get(record.image_id)
+            if fresh is None:
+                return Outcome("gone", record, self.remove_written(record, written))
+            if fresh.status == storage.PENDING and not verdict.arrived:
+                return Outcome("not_arrived", fresh)
+            record = fresh
+        raise RuntimeError("the record kept changing while the upload was completed")
+
+    def ready(self, record: ImageRecord, written: ObjectWritten | None) -> Outcome:
+        """A ready record stays as it is; a later write to its key is deleted."""
+        if written is None:  # the client asks again
+            return Outcome("ready", record)
+        if record.version_id is None:
+            return self.recheck_unpinned(record)
+        version = self.written_version(record, written)
+        if version is None or version == record.version_id:
+            return Outcome("ready", record)
+        storage.delete_object(self.s3, bucket=self.bucket, key=record.s3_key, version_id=version)
+        return Outcome("ready", record, version)
+
+    def recheck_unpinned(self, record: ImageRecord) -> Outcome:
+        """Without a pinned version (no versioning), the current object is all there is: check it
+        again, and reject the image if it changed."""
+        verdict = check_object(self.s3, bucket=self.bucket, record=record, max_bytes=self.max_bytes)
+        if verdict.ok or not verdict.arrived:
+            return Outcome("ready", record)
+        rejected = self.reject(record, verdict)
+        if rejected is not None:
+            return Outcome("rejected", rejected)
+        fresh = self.store.get(record.image_id)  # changed meanwhile: say what it is now
+        return Outcome("gone", record) if fresh is None else self.run(fresh, None)
+
+    def written_version(self, record: ImageRecord, written: ObjectWritten) -> str | None:
+        """The version an event wrote: as it says, else the current one (HEAD)."""
+        if written.version_id:
+            return written.version_id
+        info = storage.head_object(self.s3, bucket=self.bucket, key=record.s3_key)
+        return None if info is None else info.version_id
+
+    def remove_written(self, record: ImageRecord, written: ObjectWritten | None) -> str | None:
+        """Delete what an event wrote to the key of a rejected or deleted upload."""
+        if written is None:
+            return None
+        version = self.written_version(record, written)
+        storage.delete_object(self.s3, bucket=self.bucket, key=record.s3_key, version_id=version)
+        return version
+
+    def mark_ready(self, record: ImageRecord, verdict: Verdict) -> ImageRecord | None:
+        ready = replace(
+            record,
+            status=storage.READY,
+            uploaded_at=rules.format_timestamp(self.now),
+            sha256=verdict.sha256 or "",
+            purge_at=None,
+            width=verdict.width,
+            height=verdict.height,
+            version_id=storage.version_of(verdict.version_id),
+        )
+        marked = self.store.mark_ready(
+            record.image_id,
+            uploaded_at=ready.uploaded_at or "",
+            sha256=ready.sha256 or "",
+            width=verdict.width,
+            height=verdict.height,
+            version_id=ready.version_id,
+        )
+        return ready if marked else None
+
+    def reject(self, record: ImageRecord, verdict: Verdict) -> ImageRecord | None:
+        """Record the rejection, then delete the rejected version (only that one)."""
+        if verdict.reason is None or not self.store.mark_rejected(
+            record.image_id, reason=verdict.reason, purge_at=self.purge_at, expected_status=record.status
+        ):
+            return None
+        storage.delete_object(self.s3, bucket=self.bucket, key=record.s3_key, version_id=verdict.version_id)
+        return replace(
+            record, status=storage.REJECTED, reason=verdict.reason, purge_at=self.purge_at, uploaded_at=None
+        )
 
 
 def complete(
@@ -188,72 +300,18 @@ def complete(
     max_bytes: int,
     now: datetime,
     pending_ttl_seconds: int,
-    from_event: bool = False,
+    written: ObjectWritten | None = None,
 ) -> Outcome:
     """Complete the upload of ``record``: check its object, then mark it ready or reject it.
 
-    A ready record is answered as it is when the client asks again; on an ObjectCreated event
-    (``from_event``) its object is checked again, because the event means that something was
-    written over it, and a changed object is rejected like a lie at first completion.
+    ``written`` is set when an S3 ObjectCreated event asks (see the module docstring); a client
+    asking again about a ready or rejected record gets the answer as it is, at no S3 cost.
     """
-    purge_at = int(now.timestamp()) + pending_ttl_seconds
-    for _ in range(4):
-        if record.status == storage.REJECTED:
-            return Outcome("rejected", record)
-        if record.status == storage.READY and not from_event:
-            return Outcome("ready", record)
-        verdict = check_object(s3, bucket=bucket, record=record, max_bytes=max_bytes)
-        if record.status == storage.READY:
-            if verdict.ok or not verdict.arrived:
-                return Outcome("ready", record)
-        elif not verdict.arrived:
-            # Absent, or just deleted by a concurrent check that rejected it: the record says.
-            fresh = store.get(record.image_id)
-            if fresh is None:
-                return Outcome("gone", record)
-            if fresh.status == storage.PENDING:
-                return Outcome("not_arrived", fresh)
-            record = fresh
-            continue
-        elif verdict.ok:
-            uploaded_at = rules.format_timestamp(now)
-            sha256 = verdict.sha256 or ""
-            if store.mark_ready(
-                record.image_id,
-                uploaded_at=uploaded_at,
-                sha256=sha256,
-                width=verdict.width,
-                height=verdict.height,
-            ):
-                ready = replace(
-                    record,
-                    status=storage.READY,
-                    uploaded_at=uploaded_at,
-                    sha256=sha256,
-                    purge_at=None,
-                    width=verdict.width,
-                    height=verdict.height,
-                )
-                return Outcome("ready", ready)
-        if verdict.reason is not None and _reject(
-            s3,
-            store,
-            bucket=bucket,
-            record=record,
-            reason=verdict.reason,
-            purge_at=purge_at,
-        ):
-            rejected = replace(
-                record,
-                status=storage.REJECTED,
-                reason=verdict.reason,
-                purge_at=purge_at,
-                uploaded_at=None,
-            )
-            return Outcome("rejected", rejected)
-        # Someone else changed the record meanwhile: look again at what it is now.
-        fresh = store.get(record.image_id)
-        if fresh is None:
-            return Outcome("gone", record)
-        record = fresh
-    raise RuntimeError("the record kept changing while the upload was completed")
+    return _Completion(
+        s3,
+        store,
+        bucket=bucket,
+        max_bytes=max_bytes,
+        now=now,
+        purge_at=int(now.timestamp()) + pending_ttl_seconds,
+    ).run(record, written)

@@ -210,6 +210,7 @@ class Request:
                 key=record.s3_key,
                 expires_in=self.settings.download_url_expiry_seconds,
                 content_type=record.file_type,
+                version_id=record.version_id,
             ),
             "fileType": record.file_type,
             "fileSize": record.file_size,
@@ -301,7 +302,7 @@ def _route_complete(req: Request) -> tuple[int, dict[str, Any]]:
     record = req.store.get(image_id)
     if record is None:
         raise HttpError(404, "Image not found", extra={"imageId": image_id})
-    outcome = _complete(req.settings, req.s3, req.store, record, from_event=False)
+    outcome = _complete(req.settings, req.s3, req.store, record)
     req.log.update(outcome=outcome.kind, reason=outcome.record.reason)
     return _outcome_answer(req, outcome)
 
@@ -331,7 +332,8 @@ def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
     record = req.store.delete(image_id)
     if record is None:
         raise HttpError(404, "Image not found", extra={"imageId": image_id})
-    storage.delete_object(req.s3, bucket=req.settings.bucket_name, key=record.s3_key)
+    # Every version: a fileUrl names one, and must stop working with the image.
+    storage.delete_all_versions(req.s3, bucket=req.settings.bucket_name, prefix=f"images/{image_id}/")
     return 200, {"message": "Image deleted", "imageId": image_id}
 
 
@@ -471,8 +473,7 @@ def _complete(
     s3: Any,
     store: ImageStore,
     record: ImageRecord,
-    *,
-    from_event: bool,
+    written: completion.ObjectWritten | None = None,
 ) -> completion.Outcome:
     return completion.complete(
         s3,
@@ -482,30 +483,37 @@ def _complete(
         max_bytes=settings.max_upload_bytes,
         now=clock(),
         pending_ttl_seconds=settings.pending_ttl_seconds,
-        from_event=from_event,
+        written=written,
     )
 
 
 # --- S3 events ---------------------------------------------------------------------------
 
 
-def _object_created(settings: Settings, s3: Any, store: ImageStore, key: str) -> dict[str, Any]:
-    """Complete the upload that wrote ``key``; delete an object under images/ with no record."""
+def _object_created(
+    settings: Settings, s3: Any, store: ImageStore, key: str, version_id: str | None
+) -> dict[str, Any]:
+    """Complete the upload that wrote ``key``; delete what is written under images/ with no record."""
     parts = key.split("/")
     if parts[0] != "images" or len(parts) < 2:
         return {"outcome": "ignored"}
     image_id = parts[1]
     record = store.get(image_id) if rules.is_image_id(image_id) else None
     if record is None or record.s3_key != key:
-        storage.delete_object(s3, bucket=settings.bucket_name, key=key)
+        if version_id is None:
+            info = storage.head_object(s3, bucket=settings.bucket_name, key=key)
+            version_id = None if info is None else info.version_id
+        storage.delete_object(s3, bucket=settings.bucket_name, key=key, version_id=version_id)
         orphan = {"outcome": "deleted_orphan"}
         if rules.is_image_id(image_id):
             orphan["imageId"] = image_id
         return orphan
-    outcome = _complete(settings, s3, store, record, from_event=True)
+    outcome = _complete(settings, s3, store, record, completion.ObjectWritten(version_id))
     result = {"outcome": outcome.kind, "imageId": image_id}
     if outcome.kind == "rejected" and outcome.record.reason:
         result["reason"] = outcome.record.reason
+    if outcome.removed_version:
+        result["removedVersion"] = outcome.removed_version
     return result
 
 
@@ -553,12 +561,16 @@ def _s3_record(settings: Settings, s3: Any, store: ImageStore, entry: Any) -> di
     if not isinstance(s3_part, dict):
         return {"outcome": "ignored"}
     bucket = (s3_part.get("bucket") or {}).get("name")
-    raw_key = (s3_part.get("object") or {}).get("key")
+    written = s3_part.get("object") or {}
+    raw_key = written.get("key")
     if not isinstance(raw_key, str) or not raw_key:
         return {"outcome": "ignored"}
     if bucket is not None and bucket != settings.bucket_name:
         return {"outcome": "ignored", "bucketMismatch": True}
-    return _object_created(settings, s3, store, unquote_plus(raw_key))
+    # S3 names the version it wrote in a versioned bucket; without it, HEAD says (fallback).
+    version = written.get("versionId")
+    version_id = version if isinstance(version, str) and 0 < len(version) <= 1024 else None
+    return _object_created(settings, s3, store, unquote_plus(raw_key), version_id)
 
 
 # --- entry points ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ __all__ = [
     "ObjectChanged",
     "ObjectContent",
     "ObjectInfo",
+    "delete_all_versions",
     "delete_object",
     "head_object",
     "make_dynamodb_client",
@@ -43,6 +44,7 @@ __all__ = [
     "read_object",
     "read_range",
     "s3_config",
+    "version_of",
 ]
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -130,10 +132,19 @@ def presign_upload(
 
 
 def presign_download(
-    s3: Any, *, bucket: str, key: str, expires_in: int, content_type: str | None = None
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    expires_in: int,
+    content_type: str | None = None,
+    version_id: str | None = None,
 ) -> str:
-    """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with."""
+    """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with, and
+    ``version_id`` names the one version it serves (whatever is written to the key later)."""
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
     if content_type:
         params["ResponseContentType"] = content_type
     url: str = s3.generate_presigned_url(
@@ -154,26 +165,52 @@ def _http_status(exc: ClientError) -> int:
 
 
 def _is_missing(exc: ClientError) -> bool:
-    return _error_code(exc) in {"404", "NoSuchKey", "NotFound"} or _http_status(exc) == 404
+    if _error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchVersion"} or _http_status(exc) == 404:
+        return True
+    # A version id that names a delete marker: 405, with the marker flagged.
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return _http_status(exc) == 405 and headers.get("x-amz-delete-marker") == "true"
+
+
+def version_of(value: object) -> str | None:
+    """An S3 version id worth pinning or naming in a read: None for none, and for ``null``
+    (an unversioned write, which the next write to the key replaces)."""
+    return value if isinstance(value, str) and value and value != "null" else None
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What HEAD says about a stored object."""
+    """What HEAD says about a stored object.
+
+    ``version_id`` is as S3 says it (None in a bucket that never had versioning, ``null`` for
+    an object written while it had none); ``checksum_sha256`` is the base64
+    SHA-256 that S3 stored with the object (asked for with checksum mode; None when it has
+    none).
+    """
 
     size: int
     etag: str
     content_type: str
+    version_id: str | None = None
+    checksum_sha256: str | None = None
 
 
-def head_object(s3: Any, *, bucket: str, key: str) -> ObjectInfo | None:
-    """The object's size, ETag and type, or None when there is no such object.
+def head_object(
+    s3: Any, *, bucket: str, key: str, version_id: str | None = None, checksum: bool = False
+) -> ObjectInfo | None:
+    """The object's (or one version's) size, ETag, type and version, or None when there is none.
 
-    Without ``s3:ListBucket`` real S3 answers 403 instead of 404 for a missing key; that
-    raises, like any other error, because it means the permissions are wrong.
+    With ``checksum``, S3 also says the SHA-256 it stored (checksum mode). Without
+    ``s3:ListBucket`` real S3 answers 403 instead of 404 for a missing key; that raises, like
+    any other error, because it means the permissions are wrong.
     """
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_of(version_id):
+        kwargs["VersionId"] = version_id
+    if checksum:
+        kwargs["ChecksumMode"] = "ENABLED"
     try:
-        answer = s3.head_object(Bucket=bucket, Key=key)
+        answer = s3.head_object(**kwargs)
     except ClientError as exc:
         if _is_missing(exc):
             return None
@@ -182,6 +219,8 @@ def head_object(s3: Any, *, bucket: str, key: str) -> ObjectInfo | None:
         size=int(answer["ContentLength"]),
         etag=str(answer.get("ETag", "")),
         content_type=str(answer.get("ContentType", "")),
+        version_id=answer.get("VersionId") or None,
+        checksum_sha256=answer.get("ChecksumSHA256") or None,
     )
 
 
@@ -197,6 +236,15 @@ class ObjectContent:
     head: bytes
     size: int
     sha256: str
+
+
+def _read_kwargs(bucket: str, key: str, etag: str | None, version_id: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_of(version_id):
+        kwargs["VersionId"] = version_id
+    elif etag:
+        kwargs["IfMatch"] = etag
+    return kwargs
 
 
 def _get(s3: Any, kwargs: dict[str, Any], key: str) -> Any:
@@ -217,19 +265,17 @@ def read_object(
     key: str,
     max_bytes: int,
     etag: str | None = None,
+    version_id: str | None = None,
     chunk_size: int = 256 * 1024,
 ) -> ObjectContent | None:
     """Stream an object once: keep its first PROBE_BYTES, count it and hash it.
 
     Reading stops after ``max_bytes + 1`` bytes, so a huge object costs no more than the limit
-    (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). With
-    ``etag``, the object must still be the one HEAD saw, else ObjectChanged. None when the
-    object is gone.
+    (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). A
+    ``version_id`` names the version to read (a version never changes); else with ``etag`` the
+    object must still be the one HEAD saw, or ObjectChanged. None when it is gone.
     """
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if etag:
-        kwargs["IfMatch"] = etag
-    answer = _get(s3, kwargs, key)
+    answer = _get(s3, _read_kwargs(bucket, key, etag, version_id), key)
     if answer is None:
         return None
     body = answer["Body"]
@@ -250,16 +296,22 @@ def read_object(
     return ObjectContent(head=head, size=size, sha256=digest.hexdigest())
 
 
-def read_range(s3: Any, *, bucket: str, key: str, offset: int, length: int, etag: str | None = None) -> bytes:
-    """``length`` bytes of an object from ``offset`` (fewer at its end; none when it is gone).
-
-    With ``etag``, the object must still be the one HEAD saw, else ObjectChanged.
-    """
+def read_range(
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    offset: int,
+    length: int,
+    etag: str | None = None,
+    version_id: str | None = None,
+) -> bytes:
+    """``length`` bytes of an object (or of one version) from ``offset``: fewer at its end,
+    none when it is gone. ``etag`` and ``version_id`` as for :func:`read_object`."""
     if length <= 0:
         return b""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={offset}-{offset + length - 1}"}
-    if etag:
-        kwargs["IfMatch"] = etag
+    kwargs = _read_kwargs(bucket, key, etag, version_id)
+    kwargs["Range"] = f"bytes={offset}-{offset + length - 1}"
     try:
         answer = _get(s3, kwargs, key)
     except ClientError as exc:
@@ -276,13 +328,40 @@ def read_range(s3: Any, *, bucket: str, key: str, offset: int, length: int, etag
     return data
 
 
-def delete_object(s3: Any, *, bucket: str, key: str) -> None:
-    """Delete an object; deleting one that is not there is not an error."""
+def delete_object(s3: Any, *, bucket: str, key: str, version_id: str | None = None) -> None:
+    """Delete one version of an object for good (``null`` included), or without ``version_id``
+    the object of a bucket that never had versioning; deleting one that is not there is not
+    an error."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
     try:
-        s3.delete_object(Bucket=bucket, Key=key)
+        s3.delete_object(**kwargs)
     except ClientError as exc:
         if not _is_missing(exc):
             raise
+
+
+def delete_all_versions(s3: Any, *, bucket: str, prefix: str) -> int:
+    """Delete for good every version and delete marker under ``prefix``; how many there were.
+
+    A versioned bucket keeps what a plain DELETE removes as a noncurrent version, which a
+    presigned GET naming it would still serve.
+    """
+    if not prefix:
+        raise ValueError("refusing to delete every version of a whole bucket")
+    found: list[dict[str, str]] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            found.append({"Key": entry["Key"], "VersionId": entry.get("VersionId") or "null"})
+    for start in range(0, len(found), 1000):
+        answer = s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": found[start : start + 1000], "Quiet": True}
+        )
+        errors = [e for e in answer.get("Errors", []) if e.get("Code") not in {"NoSuchKey", "NoSuchVersion"}]
+        if errors:
+            raise RuntimeError(f"{len(errors)} versions under {prefix} could not be deleted: {errors[0]}")
+    return len(found)
 
 
 # --- the image table ---------------------------------------------------------------------
@@ -310,6 +389,7 @@ class ImageRecord:
     reason: str | None = None
     width: int | None = None
     height: int | None = None
+    version_id: str | None = None
 
     def to_item(self) -> dict[str, dict[str, str]]:
         item = {
@@ -325,6 +405,7 @@ class ImageRecord:
             "sha256": self.sha256,
             "uploadedAt": self.uploaded_at,
             "reason": self.reason,
+            "versionId": self.version_id,
         }
         for name, value in optional.items():
             if value is not None:
@@ -361,6 +442,7 @@ class ImageRecord:
             reason=text("reason"),
             width=number("width"),
             height=number("height"),
+            version_id=text("versionId"),
         )
 
 
@@ -392,36 +474,51 @@ class ImageStore:
         item = answer.get("Item")
         return None if item is None else ImageRecord.from_item(item)
 
-    def mark_ready(self, image_id: str, *, uploaded_at: str, sha256: str, width: int, height: int) -> bool:
-        """Pending becomes ready (listed), with what the check found; False when the record is
-        no longer pending."""
+    def mark_ready(
+        self,
+        image_id: str,
+        *,
+        uploaded_at: str,
+        sha256: str,
+        width: int,
+        height: int,
+        version_id: str | None,
+    ) -> bool:
+        """Pending becomes ready (listed), with what the check found, pinned to the object
+        version that was checked (``versionId``; none in an unversioned bucket). False when
+        the record is no longer pending."""
+        names = {
+            "#status": "status",
+            "#uploadedAt": "uploadedAt",
+            "#galleryPk": "galleryPk",
+            "#sha": "sha256",
+            "#width": "width",
+            "#height": "height",
+            "#purgeAt": "purgeAt",
+        }
+        values = {
+            ":ready": {"S": READY},
+            ":pending": {"S": PENDING},
+            ":at": {"S": uploaded_at},
+            ":gallery": {"S": rules.GALLERY_PARTITION},
+            ":sha": {"S": sha256},
+            ":width": {"N": str(width)},
+            ":height": {"N": str(height)},
+        }
+        update = "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha, "
+        update += "#width = :width, #height = :height"
+        if version_id:
+            names["#version"] = "versionId"
+            values[":version"] = {"S": version_id}
+            update += ", #version = :version"
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"imageId": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha, "
-                    "#width = :width, #height = :height REMOVE #purgeAt"
-                ),
+                UpdateExpression=update + " REMOVE #purgeAt",
                 ConditionExpression="#status = :pending",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#uploadedAt": "uploadedAt",
-                    "#galleryPk": "galleryPk",
-                    "#sha": "sha256",
-                    "#width": "width",
-                    "#height": "height",
-                    "#purgeAt": "purgeAt",
-                },
-                ExpressionAttributeValues={
-                    ":ready": {"S": READY},
-                    ":pending": {"S": PENDING},
-                    ":at": {"S": uploaded_at},
-                    ":gallery": {"S": rules.GALLERY_PARTITION},
-                    ":sha": {"S": sha256},
-                    ":width": {"N": str(width)},
-                    ":height": {"N": str(height)},
-                },
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _conditional_failed(exc):
