@@ -27,7 +27,7 @@ Outcomes: ``ready`` (200), ``rejected`` (413 when too large, else 422; the objec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -102,56 +102,108 @@ def check_object(
     s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int, version_id: str | None = None
 ) -> Verdict:
     """Check the object at ``record.s3_key`` (the version ``version_id``, else the current one)
-    against the record and the size limit."""
+    against the record and the size limit.
+
+    When the upload declared a SHA-256, the presigned PUT signed it and S3 verified the body
+    against it: if HEAD (checksum mode) shows that S3 stored exactly that checksum, only the
+    first bytes are read, for the header. Otherwise (nothing declared, or no checksum stored)
+    the whole object is read and hashed.
+    """
     for _ in range(3):
-        info = storage.head_object(s3, bucket=bucket, key=record.s3_key, version_id=version_id)
+        info = storage.head_object(
+            s3, bucket=bucket, key=record.s3_key, version_id=version_id, checksum=record.sha256 is not None
+        )
         if info is None:
             return NOT_ARRIVED
-        version = info.version_id or version_id
-        refused = Verdict(arrived=True, version_id=version)
+        found = Verdict(arrived=True, version_id=info.version_id or version_id)
         reason = _size_reason(info.size, record, max_bytes)
         if reason:
-            return replace(refused, reason=reason)
+            return replace(found, reason=reason)
+        read = _Read(s3, bucket, record.s3_key, info.etag, found.version_id)
         try:
-            content = storage.read_object(
-                s3,
-                bucket=bucket,
-                key=record.s3_key,
-                max_bytes=record.file_size,
-                etag=info.etag,
-                version_id=version,
-            )
-            if content is None:
-                return NOT_ARRIVED
-            reason = _size_reason(content.size, record, max_bytes)
-            if reason:
-                return replace(refused, reason=reason)
-            read = _reader(s3, bucket, record.s3_key, info.etag, version, content.head)
-            header = rules.read_image_header(read, content.size)
+            if record.sha256 is not None and _stored_checksum(info) is not None:
+                return _judge_stored(found, record, info, read)
+            return _judge_read(found, record, info, read, max_bytes)
         except storage.ObjectChanged:
             continue  # replaced between HEAD and GET (no versioning): look at the new one
-        reason = format_reason(header, record.file_type)
-        if reason is None and record.sha256 is not None and content.sha256 != record.sha256:
-            reason = f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared"
-        if reason:
-            return replace(refused, reason=reason)
-        return replace(refused, sha256=content.sha256, width=header.width, height=header.height)
+        except _Gone:
+            return NOT_ARRIVED
     return Verdict(arrived=True, reason=f"{CHANGING}: the object kept changing while it was checked")
 
 
-def _reader(
-    s3: Any, bucket: str, key: str, etag: str | None, version_id: str | None, head: bytes
-) -> Callable[[int, int], bytes]:
-    """``read(offset, length)`` for rules.read_image_header: the bytes already read, then ranged GETs."""
+def _stored_checksum(info: storage.ObjectInfo) -> str | None:
+    """The full-object SHA-256 S3 stored (base64), or None (none, or a multipart composite)."""
+    stored = info.checksum_sha256
+    return stored if stored and "-" not in stored else None
 
-    def read(offset: int, length: int) -> bytes:
-        if offset + length <= len(head):
-            return head[offset : offset + length]
-        return storage.read_range(
-            s3, bucket=bucket, key=key, offset=offset, length=length, etag=etag, version_id=version_id
+
+def _judge_stored(found: Verdict, record: ImageRecord, info: storage.ObjectInfo, read: _Read) -> Verdict:
+    if _stored_checksum(info) != base64.b64encode(bytes.fromhex(record.sha256 or "")).decode("ascii"):
+        return replace(found, reason=f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared")
+    header = rules.read_image_header(read, info.size)
+    reason = format_reason(header, record.file_type)
+    if reason:
+        return replace(found, reason=reason)
+    return replace(found, sha256=record.sha256, width=header.width, height=header.height)
+
+
+def _judge_read(
+    found: Verdict, record: ImageRecord, info: storage.ObjectInfo, read: _Read, max_bytes: int
+) -> Verdict:
+    content = storage.read_object(
+        read.s3,
+        bucket=read.bucket,
+        key=read.key,
+        max_bytes=record.file_size,
+        etag=info.etag,
+        version_id=found.version_id,
+    )
+    if content is None:
+        raise _Gone
+    reason = _size_reason(content.size, record, max_bytes)
+    if reason:
+        return replace(found, reason=reason)
+    read.head = content.head
+    header = rules.read_image_header(read, content.size)
+    reason = format_reason(header, record.file_type)
+    if reason is None and record.sha256 is not None and content.sha256 != record.sha256:
+        reason = f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared"
+    if reason:
+        return replace(found, reason=reason)
+    return replace(found, sha256=content.sha256, width=header.width, height=header.height)
+
+
+class _Gone(Exception):
+    """The object went away while it was read."""
+
+
+@dataclass
+class _Read:
+    """``read(offset, length)`` for rules.read_image_header: the first bytes already read, if
+    any, then ranged GETs of the same object (its version, or its ETag)."""
+
+    s3: Any
+    bucket: str
+    key: str
+    etag: str | None
+    version_id: str | None
+    head: bytes = b""
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        if offset + length <= len(self.head):
+            return self.head[offset : offset + length]
+        data = storage.read_range(
+            self.s3,
+            bucket=self.bucket,
+            key=self.key,
+            offset=offset,
+            length=length,
+            etag=self.etag,
+            version_id=self.version_id,
         )
-
-    return read
+        if data is None:
+            raise _Gone
+        return data
 
 
 @dataclass(frozen=True)

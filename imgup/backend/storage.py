@@ -305,9 +305,9 @@ def read_range(
     length: int,
     etag: str | None = None,
     version_id: str | None = None,
-) -> bytes:
+) -> bytes | None:
     """``length`` bytes of an object (or of one version) from ``offset``: fewer at its end,
-    none when it is gone. ``etag`` and ``version_id`` as for :func:`read_object`."""
+    None when it is gone. ``etag`` and ``version_id`` as for :func:`read_object`."""
     if length <= 0:
         return b""
     kwargs = _read_kwargs(bucket, key, etag, version_id)
@@ -319,7 +319,7 @@ def read_range(
             return b""
         raise
     if answer is None:
-        return b""
+        return None
     body = answer["Body"]
     try:
         data: bytes = body.read(length)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,3 +217,48 @@ def upload_ready(stack: Stack, data: bytes, file_type: str = "image/png", name: 
 
 def listed_ids(stack: Stack) -> list[str]:
     return [image["imageId"] for image in answer_json(call_list(stack))["images"]]
+
+
+# --- counting what the handlers ask of S3 and DynamoDB ------------------------------------
+
+
+@dataclass
+class Call:
+    """One API call: its service, operation, the HTTP request's headers and query, and its
+    JSON body (DynamoDB)."""
+
+    service: str
+    operation: str
+    headers: dict[str, str]
+    query: dict[str, Any]
+    body: dict[str, Any]
+
+
+@contextmanager
+def counted_calls(env: dict[str, str]) -> Iterator[list[Call]]:
+    """Every S3 and DynamoDB API call the handlers make meanwhile (a botocore event hook on
+    their cached clients; retries of one call count once; presigning is no call)."""
+    from imgup.backend.settings import Settings, clients
+
+    built = clients(Settings.from_environ(env).connection)
+    calls: list[Call] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        headers = {str(k).lower(): str(v) for k, v in params.get("headers", {}).items()}
+        raw = params.get("body")
+        body = json.loads(raw) if model.service_model.service_name == "dynamodb" and raw else {}
+        query = dict(params.get("query_string") or {})
+        calls.append(Call(model.service_model.service_name, model.name, headers, query, body))
+
+    hooks = [(client, f"counted-{id(calls)}-{n}") for n, client in enumerate((built.s3, built.dynamodb))]
+    for client, unique in hooks:
+        client.meta.events.register("before-call", record, unique_id=unique)
+    try:
+        yield calls
+    finally:
+        for client, unique in hooks:
+            client.meta.events.unregister("before-call", record, unique_id=unique)
+
+
+def operations(calls: list[Call]) -> list[str]:
+    return [call.operation for call in calls]
