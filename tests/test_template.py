@@ -64,6 +64,8 @@ OUTPUTS = {
 # (path, method) -> function logical id; OPTIONS answer CORS preflight (MOCK).
 ROUTES = {
     ("/upload", "POST"): "UploadFunction",
+    ("/uploads", "POST"): "UploadFunction",
+    ("/uploads/complete", "POST"): "CompleteFunction",
     ("/images", "GET"): "ImagesFunction",
     ("/images/{imageId}", "GET"): "ImagesFunction",
     ("/images/{imageId}", "DELETE"): "DeleteFunction",
@@ -71,6 +73,8 @@ ROUTES = {
 }
 PREFLIGHT = {
     ("/upload", "OPTIONS"),
+    ("/uploads", "OPTIONS"),
+    ("/uploads/complete", "OPTIONS"),
     ("/images", "OPTIONS"),
     ("/images/{imageId}", "OPTIONS"),
     ("/images/{imageId}/complete", "OPTIONS"),
@@ -262,9 +266,9 @@ S3_ACTIONS = {
     "DeleteRole": {"s3:DeleteObjectVersion", "s3:ListBucketVersions"},
 }
 DYNAMODB_ACTIONS = {
-    "UploadRole": {"dynamodb:PutItem"},
+    "UploadRole": {"dynamodb:PutItem", "dynamodb:BatchWriteItem"},
     "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query"},
-    "CompleteRole": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
     "DeleteRole": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
 }
 
@@ -304,6 +308,23 @@ def test_the_image_bucket_is_versioned_and_expires_noncurrent_versions(template)
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     (rule,) = props["LifecycleConfiguration"]["Rules"]
     assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 1
+
+
+def test_the_api_deployment_depends_on_every_method_so_a_new_route_is_deployed(template):
+    methods = set(_resources_of_type(template, "AWS::ApiGateway::Method"))
+    (name,) = _resources_of_type(template, "AWS::ApiGateway::Deployment")
+    assert set(template["Resources"][name]["DependsOn"]) == methods
+    assert template["Resources"]["ApiStage"]["Properties"]["DeploymentId"] == {"Ref": name}
+
+
+def test_every_api_route_has_its_own_invoke_permission(template):
+    granted = {
+        props["Properties"]["SourceArn"]["Fn::Sub"].split("${Api}/*", 1)[1]
+        for props in _resources_of_type(template, "AWS::Lambda::Permission").values()
+        if props["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    expected = {f"/{method}{path}".replace("{imageId}", "*") for path, method in ROUTES}
+    assert granted == expected
 
 
 def test_every_function_has_its_own_role_with_its_own_log_group(template):
@@ -356,7 +377,7 @@ def test_the_image_bucket_blocks_all_public_access_and_encrypts_with_the_key(tem
 
 def test_every_lambda_permission_is_scoped_by_source_arn(template):
     permissions = _resources_of_type(template, "AWS::Lambda::Permission")
-    assert len(permissions) == 6
+    assert len(permissions) == 8
     for name, permission in permissions.items():
         assert "SourceArn" in permission["Properties"], name
 

@@ -22,6 +22,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +39,12 @@ logger.setLevel(logging.INFO)
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest request body read; an upload request is a few hundred bytes."""
+
+MAX_BATCH_BODY_BYTES = 256 * 1024
+"""The largest ``POST /uploads`` body: 100 entries with the longest names, escaped, fit."""
+
+BATCH_WORKERS = 8
+"""Completions that ``POST /uploads/complete`` runs at once (each waits on S3 and DynamoDB)."""
 
 UPLOAD_MESSAGE = "Upload URL generated successfully"
 INTERNAL_ERROR = "Internal server error"
@@ -126,29 +133,29 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _raw_body(event: Mapping[str, Any]) -> bytes | None:
-    """The request body as bytes, refused when over MAX_BODY_BYTES or not decodable."""
+def _raw_body(event: Mapping[str, Any], limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body as bytes, refused when over ``limit`` bytes or not decodable."""
     body = event.get("body")
     if body is None or body == "":
         return None
     if not isinstance(body, str):
         raise HttpError(400, "Request body must be a JSON object")
-    too_large = HttpError(413, f"Request body is too large (limit {rules.format_size(MAX_BODY_BYTES)})")
+    too_large = HttpError(413, f"Request body is too large (limit {rules.format_size(limit)})")
     if event.get("isBase64Encoded"):
-        if len(body) > (MAX_BODY_BYTES * 4) // 3 + 4:
+        if len(body) > (limit * 4) // 3 + 4:
             raise too_large
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise HttpError(400, "Request body is not valid base64") from None
     else:
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > limit:
             raise too_large
         try:
             raw = body.encode("utf-8")
         except UnicodeEncodeError:
             raise HttpError(400, "Request body must be UTF-8 JSON") from None
-    if len(raw) > MAX_BODY_BYTES:
+    if len(raw) > limit:
         raise too_large
     return raw
 
@@ -227,10 +234,10 @@ class Request:
 Route = Callable[[Request], tuple[int, dict[str, Any]]]
 
 
-def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
+def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[ImageRecord, dict[str, Any]]:
+    """A new pending record for a validated upload request, and the answer's fields for it:
+    the presigned PUT and the headers to send with it, the file's URL, and the PUT's expiry."""
     settings = req.settings
-    upload = rules.validate_upload_request(_json_object(_raw_body(req.event)), settings.max_upload_bytes)
-    now = clock()
     image_id = rules.new_image_id()
     record = ImageRecord(
         image_id=image_id,
@@ -243,8 +250,6 @@ def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
         sha256=upload.sha256,
         purge_at=int(now.timestamp()) + settings.pending_ttl_seconds,
     )
-    req.log.update(imageId=image_id, fileType=upload.file_type, fileSize=upload.file_size)
-    req.store.create_pending(record)
     upload_url, upload_headers = storage.presign_upload(
         req.s3,
         bucket=settings.bucket_name,
@@ -261,14 +266,54 @@ def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
         expires_in=settings.download_url_expiry_seconds,
         content_type=upload.file_type,
     )
-    return 200, {
-        "message": UPLOAD_MESSAGE,
+    return record, {
         "imageId": image_id,
         "uploadUrl": upload_url,
         "uploadHeaders": upload_headers,
         "fileUrl": file_url,
         "expiresAt": rules.format_timestamp(now + timedelta(seconds=settings.url_expiry_seconds)),
+        "expiresIn": settings.url_expiry_seconds,
     }
+
+
+def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
+    upload = rules.validate_upload_request(_json_object(_raw_body(req.event)), req.settings.max_upload_bytes)
+    record, granted = _grant(req, upload, clock())
+    req.log.update(imageId=record.image_id, fileType=upload.file_type, fileSize=upload.file_size)
+    req.store.create_pending(record)
+    return 200, {"message": UPLOAD_MESSAGE, **granted}
+
+
+def _route_uploads(req: Request) -> tuple[int, dict[str, Any]]:
+    """Presign up to 100 files; a refused entry never fails the others."""
+    files = rules.validate_batch(_json_object(_raw_body(req.event, MAX_BATCH_BODY_BYTES)), "files")
+    now = clock()
+    records: list[ImageRecord] = []
+    entries: list[dict[str, Any]] = []
+    for index, body in enumerate(files):
+        try:
+            if not isinstance(body, dict):
+                raise rules.ValidationError("Each entry of files must be a JSON object")
+            upload = rules.validate_upload_request(body, req.settings.max_upload_bytes)
+        except rules.ValidationError as exc:
+            entries.append(_refusal_entry({"index": index}, exc))
+            continue
+        record, granted = _grant(req, upload, now)
+        records.append(record)
+        entries.append({"index": index, **granted})
+    req.log.update(count=len(entries), granted=len(records))
+    try:
+        req.store.create_pending_many(records)
+    except storage.Busy:
+        raise HttpError(503, "The service is busy; try again", headers={"Retry-After": "1"}) from None
+    return 200, {"uploads": entries, "count": len(entries)}
+
+
+def _refusal_entry(entry: dict[str, Any], exc: rules.ValidationError) -> dict[str, Any]:
+    entry.update(error=exc.message, status=exc.status)
+    if exc.field:
+        entry["field"] = exc.field
+    return entry
 
 
 def _route_list(req: Request) -> tuple[int, dict[str, Any]]:
@@ -314,7 +359,7 @@ def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dic
     if outcome.kind == "not_arrived":
         raise HttpError(
             409,
-            "The file has not been uploaded yet: PUT it to uploadUrl, then complete again",
+            NOT_UPLOADED,
             extra={"imageId": record.image_id, "status": record.status},
         )
     if outcome.kind == "gone":
@@ -324,6 +369,50 @@ def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dic
         f"Upload rejected. {record.reason}",
         extra={"imageId": record.image_id, "status": storage.REJECTED, "reason": record.reason},
     )
+
+
+NOT_UPLOADED = "The file has not been uploaded yet: PUT it to uploadUrl, then complete again"
+
+
+def _outcome_entry(req: Request, image_id: str, outcome: completion.Outcome | None) -> dict[str, Any]:
+    """One entry of ``POST /uploads/complete``: the image, or ``{imageId, error, status}`` with
+    the status the single route would answer (and the reason of a rejection)."""
+    if outcome is None or outcome.kind == "gone":
+        return {"imageId": image_id, "error": "Image not found", "status": 404}
+    if outcome.kind == "ready":
+        return {**req.image_json(outcome.record), "status": storage.READY}
+    if outcome.kind == "not_arrived":
+        return {"imageId": image_id, "error": NOT_UPLOADED, "status": 409}
+    reason = outcome.record.reason
+    return {
+        "imageId": image_id,
+        "error": f"Upload rejected. {reason}",
+        "status": outcome.status,
+        "reason": reason,
+    }
+
+
+def _route_complete_many(req: Request) -> tuple[int, dict[str, Any]]:
+    """Complete up to 100 uploads: one BatchGetItem, then the same check as the single route
+    for each (at no S3 cost for those already done), several at once."""
+    image_ids = rules.validate_image_ids(_json_object(_raw_body(req.event)))
+    try:
+        records = req.store.get_many(image_ids)
+    except storage.Busy:
+        raise HttpError(503, "The service is busy; try again", headers={"Retry-After": "1"}) from None
+
+    def finish(image_id: str) -> completion.Outcome | None:
+        record = records.get(image_id)
+        return None if record is None else _complete(req.settings, req.s3, req.store, record)
+
+    waiting = [i for i in image_ids if i in records and records[i].status == storage.PENDING]
+    outcomes = {i: finish(i) for i in image_ids if i not in waiting}
+    if waiting:
+        with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(waiting))) as pool:
+            outcomes.update(zip(waiting, pool.map(finish, waiting), strict=True))
+    images = [_outcome_entry(req, image_id, outcomes[image_id]) for image_id in image_ids]
+    req.log.update(count=len(images), ready=sum(1 for i in images if i["status"] == storage.READY))
+    return 200, {"images": images, "count": len(images)}
 
 
 def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
@@ -339,12 +428,15 @@ def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
 
 # (method, resource template, route); the path regex is derived from the template.
 _ROUTES: dict[str, list[tuple[str, str, Route]]] = {
-    "upload": [("POST", "/upload", _route_upload)],
+    "upload": [("POST", "/upload", _route_upload), ("POST", "/uploads", _route_uploads)],
     "images": [
         ("GET", "/images", _route_list),
         ("GET", "/images/{imageId}", _route_get),
     ],
-    "complete": [("POST", "/images/{imageId}/complete", _route_complete)],
+    "complete": [
+        ("POST", "/images/{imageId}/complete", _route_complete),
+        ("POST", "/uploads/complete", _route_complete_many),
+    ],
     "delete": [("DELETE", "/images/{imageId}", _route_delete)],
 }
 _ALL_TEMPLATES = {template for routes in _ROUTES.values() for _, template, _ in routes}

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "EXTENSIONS",
     "GALLERY_PARTITION",
+    "MAX_BATCH",
     "MAX_CURSOR_CHARS",
     "MAX_FILE_NAME_CHARS",
     "MAX_KEY_NAME_CHARS",
@@ -59,6 +60,8 @@ __all__ = [
     "validate_file_size",
     "validate_file_type",
     "validate_sha256",
+    "validate_batch",
+    "validate_image_ids",
     "validate_upload_request",
 ]
 
@@ -294,6 +297,43 @@ def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
         sha256=sha256,
         content_type=body["fileType"].strip(),
     )
+
+
+# --- batches -----------------------------------------------------------------------------
+
+MAX_BATCH = 100
+"""The most files one ``POST /uploads`` presigns, and the most ids one ``POST /uploads/complete``
+completes."""
+
+
+def validate_batch(body: object, field: str) -> list[object]:
+    """The list in ``body[field]``: 1 to MAX_BATCH entries; ValidationError (400) otherwise.
+
+    Refusing the whole request is only for its shape; each entry is judged on its own.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("Request body must be a JSON object")
+    entries = body.get(field)
+    if not isinstance(entries, list):
+        raise ValidationError(f"{field} must be a list", field=field)
+    if not 1 <= len(entries) <= MAX_BATCH:
+        raise ValidationError(
+            f"{field} must hold from 1 to {MAX_BATCH} entries, not {len(entries)}", field=field
+        )
+    return entries
+
+
+def validate_image_ids(body: object) -> list[str]:
+    """The ``imageIds`` of a ``POST /uploads/complete`` body: 1 to MAX_BATCH distinct image ids."""
+    ids = validate_batch(body, "imageIds")
+    for index, value in enumerate(ids):
+        if not is_image_id(value):
+            raise ValidationError(
+                f"imageIds[{index}] is not an image id (the imageId of an upload)", field="imageIds"
+            )
+    if len(set(ids)) != len(ids):
+        raise ValidationError("imageIds must not repeat an id", field="imageIds")
+    return [str(value) for value in ids]
 
 
 # --- names and keys ----------------------------------------------------------------------

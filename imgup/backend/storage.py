@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,14 @@ from botocore.exceptions import ClientError
 from . import rules
 
 __all__ = [
+    "BATCH_GET_SIZE",
+    "BATCH_WRITE_SIZE",
     "MAX_PRESIGN_SECONDS",
     "PENDING",
     "READY",
     "READY_INDEX",
     "REJECTED",
+    "Busy",
     "ImageRecord",
     "ImageStore",
     "ObjectChanged",
@@ -446,6 +450,18 @@ class ImageRecord:
         )
 
 
+BATCH_WRITE_SIZE = 25
+"""DynamoDB's limit of items per BatchWriteItem."""
+BATCH_GET_SIZE = 100
+"""DynamoDB's limit of keys per BatchGetItem."""
+BATCH_ATTEMPTS = 6
+BATCH_BACKOFF_SECONDS = 0.05
+
+
+class Busy(Exception):
+    """DynamoDB left part of a batch unprocessed after every retry (throttled): try again later."""
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     return _error_code(exc) == "ConditionalCheckFailedException"
 
@@ -453,9 +469,12 @@ def _conditional_failed(exc: ClientError) -> bool:
 class ImageStore:
     """The image table, through a low-level DynamoDB client."""
 
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(
+        self, dynamodb: Any, table_name: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._db = dynamodb
         self._table = table_name
+        self._sleep = sleep
 
     def create_pending(self, record: ImageRecord) -> None:
         """Store a new pending record; its id must not exist yet."""
@@ -467,12 +486,56 @@ class ImageStore:
             ConditionExpression="attribute_not_exists(imageId)",
         )
 
+    def create_pending_many(self, records: Sequence[ImageRecord]) -> None:
+        """Store new pending records, 25 to a BatchWriteItem, retrying what DynamoDB left
+        unprocessed (a bounded number of times, then Busy).
+
+        BatchWriteItem takes no condition; the ids are fresh random UUIDs.
+        """
+        for record in records:
+            if record.status != PENDING or record.purge_at is None:
+                raise ValueError("a new record is pending and has a purgeAt time")
+        for start in range(0, len(records), BATCH_WRITE_SIZE):
+            requests = [
+                {"PutRequest": {"Item": r.to_item()}} for r in records[start : start + BATCH_WRITE_SIZE]
+            ]
+            pending: dict[str, Any] = {self._table: requests}
+            for attempt in range(BATCH_ATTEMPTS):
+                if attempt:
+                    self._sleep(BATCH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise Busy(f"{len(pending.get(self._table, []))} records were left unwritten")
+
     def get(self, image_id: str) -> ImageRecord | None:
         answer = self._db.get_item(
             TableName=self._table, Key={"imageId": {"S": image_id}}, ConsistentRead=True
         )
         item = answer.get("Item")
         return None if item is None else ImageRecord.from_item(item)
+
+    def get_many(self, image_ids: Sequence[str]) -> dict[str, ImageRecord]:
+        """The records of up to 100 distinct ids (absent ones are left out), by BatchGetItem
+        with strongly consistent reads, retrying what DynamoDB left unprocessed (bounded)."""
+        found: dict[str, ImageRecord] = {}
+        for start in range(0, len(image_ids), BATCH_GET_SIZE):
+            keys = [{"imageId": {"S": image_id}} for image_id in image_ids[start : start + BATCH_GET_SIZE]]
+            pending: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(BATCH_ATTEMPTS):
+                if attempt:
+                    self._sleep(BATCH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                answer = self._db.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    record = ImageRecord.from_item(item)
+                    found[record.image_id] = record
+                pending = answer.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise Busy(f"{len(pending[self._table]['Keys'])} records were left unread")
+        return found
 
     def mark_ready(
         self,

@@ -4,6 +4,7 @@ S3 events that API Gateway and S3 send. The fixtures that use them are in confte
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -162,6 +163,20 @@ def answer_json(answer: dict[str, Any]) -> Any:
     assert answer["headers"]["Access-Control-Allow-Origin"]
     assert answer["headers"]["Content-Type"] == "application/json"
     return json.loads(answer["body"])
+
+
+def put_with_checksum(stack: Stack, key: str, data: bytes, stored: bytes | None = None) -> str:
+    """PUT as a presigned URL that signed x-amz-checksum-sha256 does: S3 stores the checksum."""
+    checksum = base64.b64encode(hashlib.sha256(stored or data).digest()).decode()
+    answer = stack.s3.put_object(
+        Bucket=BUCKET,
+        Key=key,
+        Body=data,
+        ContentType="image/png",
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=checksum,
+    )
+    return answer["VersionId"]
 
 
 # --- calling the handlers as API Gateway does ----------------------------------------------

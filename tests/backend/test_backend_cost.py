@@ -4,11 +4,7 @@ trusted, so only the first bytes are read; without one, the object is read and h
 
 from __future__ import annotations
 
-import base64
-import hashlib
-
 from backend_support import (
-    BUCKET,
     Stack,
     answer_json,
     call_complete,
@@ -16,6 +12,7 @@ from backend_support import (
     key_of,
     operations,
     png_bytes,
+    put_with_checksum,
     s3_event,
     sha256_hex,
     start_upload,
@@ -24,20 +21,6 @@ from backend_support import (
 from imgup.backend import handlers, rules
 
 BIG = png_bytes(padding=300 * 1024)  # larger than what the header check reads
-
-
-def put_with_checksum(stack: Stack, key: str, data: bytes, stored: bytes | None = None) -> str:
-    """PUT as a presigned URL that signed x-amz-checksum-sha256 does: S3 stores the checksum."""
-    checksum = base64.b64encode(hashlib.sha256(stored or data).digest()).decode()
-    answer = stack.s3.put_object(
-        Bucket=BUCKET,
-        Key=key,
-        Body=data,
-        ContentType="image/png",
-        ChecksumAlgorithm="SHA256",
-        ChecksumSHA256=checksum,
-    )
-    return answer["VersionId"]
 
 
 def test_a_declared_checksum_that_s3_stored_is_trusted_and_only_the_header_is_read(stack: Stack) -> None:
