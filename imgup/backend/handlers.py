@@ -305,7 +305,7 @@ def _route_uploads(req: Request) -> tuple[int, dict[str, Any]]:
     try:
         req.store.create_pending_many(records)
     except storage.Busy:
-        raise HttpError(503, "The service is busy; try again", headers={"Retry-After": "1"}) from None
+        raise _busy() from None
     return 200, {"uploads": entries, "count": len(entries)}
 
 
@@ -352,31 +352,12 @@ def _route_complete(req: Request) -> tuple[int, dict[str, Any]]:
     return _outcome_answer(req, outcome)
 
 
-def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dict[str, Any]]:
-    record = outcome.record
-    if outcome.kind == "ready":
-        return 200, {**req.image_json(record), "status": storage.READY}
-    if outcome.kind == "not_arrived":
-        raise HttpError(
-            409,
-            NOT_UPLOADED,
-            extra={"imageId": record.image_id, "status": record.status},
-        )
-    if outcome.kind == "gone":
-        raise HttpError(404, "Image not found", extra={"imageId": record.image_id})
-    raise HttpError(
-        outcome.status,
-        f"Upload rejected. {record.reason}",
-        extra={"imageId": record.image_id, "status": storage.REJECTED, "reason": record.reason},
-    )
-
-
 NOT_UPLOADED = "The file has not been uploaded yet: PUT it to uploadUrl, then complete again"
 
 
 def _outcome_entry(req: Request, image_id: str, outcome: completion.Outcome | None) -> dict[str, Any]:
-    """One entry of ``POST /uploads/complete``: the image, or ``{imageId, error, status}`` with
-    the status the single route would answer (and the reason of a rejection)."""
+    """A completion's outcome as ``POST /uploads/complete`` gives it: the image with ``"status":
+    "ready"``, or ``{imageId, error, status, reason?}`` where ``status`` is the HTTP status."""
     if outcome is None or outcome.kind == "gone":
         return {"imageId": image_id, "error": "Image not found", "status": 404}
     if outcome.kind == "ready":
@@ -392,6 +373,22 @@ def _outcome_entry(req: Request, image_id: str, outcome: completion.Outcome | No
     }
 
 
+def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dict[str, Any]]:
+    """The same outcome as ``POST /images/{imageId}/complete`` answers it: a refusal's body
+    says the record's status (``pending``, ``rejected``) rather than the HTTP status."""
+    entry = _outcome_entry(req, outcome.record.image_id, outcome)
+    if outcome.kind == "ready":
+        return 200, entry
+    status, message = entry.pop("status"), entry.pop("error")
+    if outcome.kind != "gone":
+        entry["status"] = outcome.record.status
+    raise HttpError(status, message, extra=entry)
+
+
+def _busy() -> HttpError:
+    return HttpError(503, "The service is busy; try again", headers={"Retry-After": "1"})
+
+
 def _route_complete_many(req: Request) -> tuple[int, dict[str, Any]]:
     """Complete up to 100 uploads: one BatchGetItem, then the same check as the single route
     for each (at no S3 cost for those already done), several at once."""
@@ -399,7 +396,7 @@ def _route_complete_many(req: Request) -> tuple[int, dict[str, Any]]:
     try:
         records = req.store.get_many(image_ids)
     except storage.Busy:
-        raise HttpError(503, "The service is busy; try again", headers={"Retry-After": "1"}) from None
+        raise _busy() from None
 
     def finish(image_id: str) -> completion.Outcome | None:
         record = records.get(image_id)
