@@ -550,44 +550,17 @@ class ImageStore:
         """Pending becomes ready (listed), with what the check found, pinned to the object
         version that was checked (``versionId``; none in an unversioned bucket). False when
         the record is no longer pending."""
-        names = {
-            "#status": "status",
-            "#uploadedAt": "uploadedAt",
-            "#galleryPk": "galleryPk",
-            "#sha": "sha256",
-            "#width": "width",
-            "#height": "height",
-            "#purgeAt": "purgeAt",
+        found: dict[str, dict[str, str]] = {
+            "status": {"S": READY},
+            "uploadedAt": {"S": uploaded_at},
+            "galleryPk": {"S": rules.GALLERY_PARTITION},
+            "sha256": {"S": sha256},
+            "width": {"N": str(width)},
+            "height": {"N": str(height)},
         }
-        values = {
-            ":ready": {"S": READY},
-            ":pending": {"S": PENDING},
-            ":at": {"S": uploaded_at},
-            ":gallery": {"S": rules.GALLERY_PARTITION},
-            ":sha": {"S": sha256},
-            ":width": {"N": str(width)},
-            ":height": {"N": str(height)},
-        }
-        update = "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha, "
-        update += "#width = :width, #height = :height"
         if version_id:
-            names["#version"] = "versionId"
-            values[":version"] = {"S": version_id}
-            update += ", #version = :version"
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"imageId": {"S": image_id}},
-                UpdateExpression=update + " REMOVE #purgeAt",
-                ConditionExpression="#status = :pending",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+            found["versionId"] = {"S": version_id}
+        return self._transition(image_id, expected=PENDING, assign=found, remove=("purgeAt",))
 
     def mark_rejected(
         self,
@@ -601,28 +574,37 @@ class ImageStore:
 
         False when the record is not in ``expected_status`` (or is gone).
         """
+        return self._transition(
+            image_id,
+            expected=expected_status,
+            assign={"status": {"S": REJECTED}, "reason": {"S": reason}, "purgeAt": {"N": str(purge_at)}},
+            remove=("galleryPk", "uploadedAt"),
+        )
+
+    def _transition(
+        self,
+        image_id: str,
+        *,
+        expected: str,
+        assign: Mapping[str, Mapping[str, str]],
+        remove: Sequence[str],
+    ) -> bool:
+        """Set ``assign`` and remove ``remove`` on the record if its status is ``expected``;
+        False when it is not (or the record is gone). Placeholders are ``#``/``:`` + the name."""
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in assign)
+        if remove:
+            update += " REMOVE " + ", ".join(f"#{name}" for name in remove)
+        names = {f"#{name}": name for name in [*assign, *remove, "status"]}
+        values = {f":{name}": dict(value) for name, value in assign.items()}
+        values[":expected"] = {"S": expected}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"imageId": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :rejected, #reason = :reason, #purgeAt = :purge "
-                    "REMOVE #galleryPk, #uploadedAt"
-                ),
+                UpdateExpression=update,
                 ConditionExpression="#status = :expected",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#reason": "reason",
-                    "#purgeAt": "purgeAt",
-                    "#galleryPk": "galleryPk",
-                    "#uploadedAt": "uploadedAt",
-                },
-                ExpressionAttributeValues={
-                    ":rejected": {"S": REJECTED},
-                    ":expected": {"S": expected_status},
-                    ":reason": {"S": reason},
-                    ":purge": {"N": str(purge_at)},
-                },
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _conditional_failed(exc):
