@@ -258,12 +258,13 @@ class _Completion:
             verdict = check_object(
                 self.s3, bucket=self.bucket, record=record, max_bytes=self.max_bytes, version_id=version
             )
-            done = self.mark_ready(record, verdict) if verdict.ok else self.reject(record, verdict)
-            if done is not None:
-                return Outcome(done.status, done)
-            # Absent (or just deleted by a concurrent check that rejected it), or the record
-            # changed meanwhile: the record says what happened.
-            fresh = self.store.get(record.image_id)
+            if verdict.arrived:
+                done, fresh = self.settle(record, verdict)
+                if done is not None:
+                    return Outcome(done.status, done)
+            else:  # absent, or just deleted by a concurrent check that rejected it
+                fresh = self.store.get(record.image_id)
+            # The record says what happened meanwhile.
             if fresh is None:
                 return Outcome("gone", record, self.remove_written(record, written))
             if fresh.status == storage.PENDING and not verdict.arrived:
@@ -289,10 +290,9 @@ class _Completion:
         verdict = check_object(self.s3, bucket=self.bucket, record=record, max_bytes=self.max_bytes)
         if verdict.ok or not verdict.arrived:
             return Outcome("ready", record)
-        rejected = self.reject(record, verdict)
+        rejected, fresh = self.settle(record, verdict)
         if rejected is not None:
             return Outcome("rejected", rejected)
-        fresh = self.store.get(record.image_id)  # changed meanwhile: say what it is now
         return Outcome("gone", record) if fresh is None else self.run(fresh, None)
 
     def written_version(self, record: ImageRecord, written: ObjectWritten) -> str | None:
@@ -310,37 +310,43 @@ class _Completion:
         storage.delete_object(self.s3, bucket=self.bucket, key=record.s3_key, version_id=version)
         return version
 
-    def mark_ready(self, record: ImageRecord, verdict: Verdict) -> ImageRecord | None:
-        ready = replace(
-            record,
-            status=storage.READY,
-            uploaded_at=rules.format_timestamp(self.now),
-            sha256=verdict.sha256 or "",
-            purge_at=None,
-            width=verdict.width,
-            height=verdict.height,
-            version_id=storage.version_of(verdict.version_id),
-        )
-        marked = self.store.mark_ready(
+    def settle(self, record: ImageRecord, verdict: Verdict) -> tuple[ImageRecord | None, ImageRecord | None]:
+        """Mark the record ready or rejected as the verdict says: (the record now, None); or,
+        when someone changed it first, (None, the record as it is now, None when gone)."""
+        if verdict.ok:
+            ready = replace(
+                record,
+                status=storage.READY,
+                uploaded_at=rules.format_timestamp(self.now),
+                sha256=verdict.sha256 or "",
+                purge_at=None,
+                width=verdict.width,
+                height=verdict.height,
+                version_id=storage.version_of(verdict.version_id),
+            )
+            changed = self.store.mark_ready(
+                record.image_id,
+                uploaded_at=ready.uploaded_at or "",
+                sha256=ready.sha256 or "",
+                width=verdict.width,
+                height=verdict.height,
+                version_id=ready.version_id,
+            )
+            return (ready, None) if changed else (None, changed.current)
+        # Record the rejection, then delete the rejected version (only that one).
+        changed = self.store.mark_rejected(
             record.image_id,
-            uploaded_at=ready.uploaded_at or "",
-            sha256=ready.sha256 or "",
-            width=verdict.width,
-            height=verdict.height,
-            version_id=ready.version_id,
+            reason=verdict.reason or "",
+            purge_at=self.purge_at,
+            expected_status=record.status,
         )
-        return ready if marked else None
-
-    def reject(self, record: ImageRecord, verdict: Verdict) -> ImageRecord | None:
-        """Record the rejection, then delete the rejected version (only that one)."""
-        if verdict.reason is None or not self.store.mark_rejected(
-            record.image_id, reason=verdict.reason, purge_at=self.purge_at, expected_status=record.status
-        ):
-            return None
+        if not changed:
+            return None, changed.current
         storage.delete_object(self.s3, bucket=self.bucket, key=record.s3_key, version_id=verdict.version_id)
-        return replace(
+        rejected = replace(
             record, status=storage.REJECTED, reason=verdict.reason, purge_at=self.purge_at, uploaded_at=None
         )
+        return rejected, None
 
 
 def complete(

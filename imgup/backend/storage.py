@@ -33,6 +33,7 @@ __all__ = [
     "READY_INDEX",
     "REJECTED",
     "Busy",
+    "Transition",
     "ImageRecord",
     "ImageStore",
     "ObjectChanged",
@@ -458,6 +459,18 @@ BATCH_ATTEMPTS = 6
 BATCH_BACKOFF_SECONDS = 0.05
 
 
+@dataclass(frozen=True)
+class Transition:
+    """Whether a conditional change of a record was made; when not, the record as it is now
+    (None: there is none), read by the failed write itself, at no extra cost."""
+
+    done: bool
+    current: ImageRecord | None = None
+
+    def __bool__(self) -> bool:
+        return self.done
+
+
 class Busy(Exception):
     """DynamoDB left part of a batch unprocessed after every retry (throttled): try again later."""
 
@@ -546,10 +559,10 @@ class ImageStore:
         width: int,
         height: int,
         version_id: str | None,
-    ) -> bool:
+    ) -> Transition:
         """Pending becomes ready (listed), with what the check found, pinned to the object
-        version that was checked (``versionId``; none in an unversioned bucket). False when
-        the record is no longer pending."""
+        version that was checked (``versionId``; none in an unversioned bucket). Not done
+        when the record is no longer pending."""
         found: dict[str, dict[str, str]] = {
             "status": {"S": READY},
             "uploadedAt": {"S": uploaded_at},
@@ -569,10 +582,10 @@ class ImageStore:
         reason: str,
         purge_at: int,
         expected_status: str = PENDING,
-    ) -> bool:
+    ) -> Transition:
         """A record in ``expected_status`` becomes rejected (never listed, purged by TTL later).
 
-        False when the record is not in ``expected_status`` (or is gone).
+        Not done when the record is not in ``expected_status`` (or is gone).
         """
         return self._transition(
             image_id,
@@ -588,9 +601,9 @@ class ImageStore:
         expected: str,
         assign: Mapping[str, Mapping[str, str]],
         remove: Sequence[str],
-    ) -> bool:
+    ) -> Transition:
         """Set ``assign`` and remove ``remove`` on the record if its status is ``expected``;
-        False when it is not (or the record is gone). Placeholders are ``#``/``:`` + the name."""
+        else the record as it is (or None). Placeholders are ``#``/``:`` + the name."""
         update = "SET " + ", ".join(f"#{name} = :{name}" for name in assign)
         if remove:
             update += " REMOVE " + ", ".join(f"#{name}" for name in remove)
@@ -605,12 +618,14 @@ class ImageStore:
                 ConditionExpression="#status = :expected",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if _conditional_failed(exc):
-                return False
+                item = exc.response.get("Item")
+                return Transition(False, ImageRecord.from_item(item) if item else None)
             raise
-        return True
+        return Transition(True)
 
     def delete(self, image_id: str) -> ImageRecord | None:
         """Delete a record and return it, or None when there was none."""

@@ -4,6 +4,8 @@ trusted, so only the first bytes are read; without one, the object is read and h
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from backend_support import (
     Stack,
     answer_json,
@@ -18,7 +20,9 @@ from backend_support import (
     start_upload,
 )
 
-from imgup.backend import handlers, rules
+from imgup.backend import completion, handlers, rules
+from imgup.backend.settings import Settings, clients
+from imgup.backend.storage import ImageStore
 
 BIG = png_bytes(padding=300 * 1024)  # larger than what the header check reads
 
@@ -108,3 +112,32 @@ def test_the_read_of_the_record_is_consistent_so_the_second_sees_the_firsts_work
     with counted_calls(stack.env) as calls:
         call_complete(stack, started["imageId"])
     assert calls[0].operation == "GetItem" and calls[0].body["ConsistentRead"] is True
+
+
+def test_a_check_that_overlapped_the_other_learns_the_outcome_from_its_failed_write(stack: Stack) -> None:
+    # complete and the event both read the record while it was pending, both checked the
+    # object; the second to write finds it ready in the answer of its own conditional write.
+    started = start_upload(stack, BIG, sha256=sha256_hex(BIG))
+    key = key_of(stack, started["imageId"])
+    version = put_with_checksum(stack, key, BIG)
+    settings = Settings.from_environ(stack.env)
+    built = clients(settings.connection)
+    store = ImageStore(built.dynamodb, settings.table_name)
+    stale = store.get(started["imageId"])
+    assert call_complete(stack, started["imageId"])["statusCode"] == 200
+
+    with counted_calls(stack.env) as calls:
+        outcome = completion.complete(
+            built.s3,
+            store,
+            bucket=settings.bucket_name,
+            record=stale,
+            max_bytes=settings.max_upload_bytes,
+            now=datetime.now(timezone.utc),
+            pending_ttl_seconds=60,
+            written=completion.ObjectWritten(version),
+        )
+
+    assert (outcome.kind, outcome.record.version_id) == ("ready", version)
+    assert operations(calls) == ["HeadObject", "GetObject", "UpdateItem"]
+    assert calls[2].body["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
