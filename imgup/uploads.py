@@ -52,6 +52,10 @@ SETTLE_SECONDS = 20.0
 """How long an interrupted run waits for its running uploads to stop and be settled."""
 EXPIRY_MARGIN = 2.0
 """A URL with less life than this left is not used for a PUT."""
+COMPLETE_AFTER = 0.1
+"""Seconds a stored file waits before it is completed, with the others stored meanwhile: the
+bucket's own ObjectCreated event has then usually verified it, and completing costs the API
+one read (and the batch is larger)."""
 
 
 @dataclass(frozen=True)
@@ -161,16 +165,25 @@ def inspect_file(path: Path, max_bytes: int) -> LocalFile:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
-            head = handle.read(max(rules.SNIFF_BYTES, CHUNK))
-            digest.update(head)
+
+            def read(offset: int, length: int) -> bytes:
+                handle.seek(offset)
+                return handle.read(length)
+
+            header = rules.read_image_header(read, info.st_size)
+            handle.seek(0)
             for chunk in iter(lambda: handle.read(1024 * 1024), b""):
                 digest.update(chunk)
     except OSError as exc:
         raise FileRejected(f"cannot read it ({exc.strerror}).") from None
-    file_type = rules.sniff_type(head)
-    if file_type is None:
+    if header.file_type is None:
         raise FileRejected("is not a JPEG, PNG, GIF or WebP image (by its content).")
-    return LocalFile(path, path.name, info.st_size, file_type, digest.hexdigest())
+    if not header.is_image:
+        label = rules.TYPE_LABELS.get(header.file_type, header.file_type)
+        raise FileRejected(f"is not a valid {label} image: {header.problem}.")
+    return LocalFile(
+        path, path.name, info.st_size, header.file_type, digest.hexdigest(), header.width, header.height
+    )
 
 
 def read_paths(stream: BinaryIO, separator: bytes = b"\n") -> list[str]:
@@ -355,6 +368,7 @@ class _Run:
     waiting: deque[LocalFile]
     grants: deque[tuple[LocalFile, Grant]] = field(default_factory=deque)
     sent: list[tuple[LocalFile, Grant]] = field(default_factory=list)
+    sent_since: float = 0.0  # when the oldest of ``sent`` was stored
     puts: dict[Future[_Put], tuple[LocalFile, Grant]] = field(default_factory=dict)
     presign: Future[list[dict[str, Any]]] | None = None
     presigning: list[LocalFile] = field(default_factory=list)
@@ -408,7 +422,8 @@ class _Pipeline:
                 while run.busy() and not self.up.cancel.is_set():
                     self._feed(run)
                     futures: list[Future[Any]] = [*run.puts, *(f for f in (run.presign, run.complete) if f)]
-                    done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                    timeout = COMPLETE_AFTER / 2 if run.sent else 0.5
+                    done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
                     self._collect(run, done)
                 if self.up.cancel.is_set():
                     raise KeyboardInterrupt
@@ -437,9 +452,17 @@ class _Pipeline:
                 continue
             self.on_event(Started(local))
             run.puts[pool.submit(self._put, local, grant)] = (local, grant)
-        if run.complete is None and run.sent:
+        if run.complete is None and run.sent and self._complete_now(run):
             run.completing, run.sent = run.sent[:MAX_BATCH], run.sent[MAX_BATCH:]
+            run.sent_since = self.up.clock()
             run.complete = pool.submit(self.api.complete_many, [g.image_id for _, g in run.completing])
+
+    def _complete_now(self, run: _Run) -> bool:
+        """Whether to complete the stored files now: a full batch, the last of the run, or
+        the oldest has waited COMPLETE_AFTER."""
+        if len(run.sent) >= MAX_BATCH or not (run.waiting or run.grants or run.puts or run.presign):
+            return True
+        return self.up.clock() - run.sent_since >= COMPLETE_AFTER
 
     def _presign_size(self, run: _Run) -> int:
         """Enough grants to keep the workers busy for a few seconds, never more than a batch:
@@ -506,6 +529,8 @@ class _Pipeline:
         result = future.result()
         if result.kind == "sent":
             self.on_event(Stored(local))
+            if not run.sent:
+                run.sent_since = self.up.clock()
             run.sent.append((local, grant))
             run.stored += 1
         elif result.kind == "expired":

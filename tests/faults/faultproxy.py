@@ -275,18 +275,20 @@ class FaultProxy:
             connection.close()
 
     def rewrite(self, method: str, path: str, status: int, data: bytes) -> bytes:
-        """Send the presigned PUT of a ``POST /upload`` answer through the proxy as well."""
-        if method != "POST" or not path.endswith("/upload") or status != 200:
+        """Send the presigned PUTs of ``POST /upload`` and ``POST /uploads`` answers through the
+        proxy as well."""
+        if method != "POST" or not path.endswith(("/upload", "/uploads")) or status != 200:
             return data
         try:
             body = json.loads(data)
         except ValueError:
             return data
-        url = body.get("uploadUrl") if isinstance(body, dict) else None
-        if isinstance(url, str) and url.startswith(self.upstream + "/"):
-            body["uploadUrl"] = self.url + url[len(self.upstream) :]
-            return json.dumps(body).encode()
-        return data
+        grants = body.get("uploads") if isinstance(body, dict) and "uploads" in body else [body]
+        for grant in grants if isinstance(grants, list) else []:
+            url = grant.get("uploadUrl") if isinstance(grant, dict) else None
+            if isinstance(url, str) and url.startswith(self.upstream + "/"):
+                grant["uploadUrl"] = self.url + url[len(self.upstream) :]
+        return json.dumps(body).encode()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self

@@ -33,7 +33,7 @@ from imgup.uploads import (
     read_paths,
     upload_files,
 )
-from tests.samples import SAMPLES, png_bytes, sha256_hex
+from tests.samples import SAMPLES, jpeg_bytes, png_bytes, sha256_hex
 
 LIMIT = 5 * 1024 * 1024
 API = "https://api.example.test/v1"
@@ -53,7 +53,7 @@ def test_inspect_file_accepts_each_real_format_with_its_size_and_sha256(kind, sa
 
     local = inspect_file(path, LIMIT)
 
-    assert local == LocalFile(path, path.name, len(SAMPLES[kind]), kind, sha256_hex(SAMPLES[kind]))
+    assert local == LocalFile(path, path.name, len(SAMPLES[kind]), kind, sha256_hex(SAMPLES[kind]), 1, 1)
 
 
 @pytest.mark.parametrize(("kind", "wrong_name"), [("image/png", "x.jpg"), ("image/gif", "x.png")])
@@ -115,6 +115,24 @@ def test_inspect_file_rejects_a_file_over_the_limit_naming_both_sizes(tmp_path):
     assert "exceeds the limit" in message
     assert "3 MiB" in message
     assert "(2 MiB)" in message
+
+
+def test_inspect_file_rejects_a_file_holding_only_a_gif_signature(tmp_path):
+    path = tmp_path / "tiny.gif"
+    path.write_bytes(b"GIF89a")
+
+    message = rejection(path)
+
+    assert message.startswith("is not a valid GIF image: ")
+
+
+def test_inspect_file_reads_width_and_height_from_the_header(tmp_path):
+    path = tmp_path / "wide.jpg"
+    path.write_bytes(jpeg_bytes(width=640, height=480))
+
+    local = inspect_file(path, LIMIT)
+
+    assert (local.file_type, local.width, local.height) == ("image/jpeg", 640, 480)
 
 
 def test_inspect_file_rejects_text_posing_as_a_png(tmp_path):
@@ -629,20 +647,20 @@ def test_a_file_that_vanished_after_its_check_fails_alone(samples):
 def test_ctrl_c_settles_what_runs_reports_every_file_in_the_gallery_and_says_what_is_left(tmp_path):
     files = many(tmp_path, 40)
     cloud = FakeCloud()
-    finished = []
+    started = []
 
-    def interrupt_after_five(event) -> None:
-        if isinstance(event, Finished):
-            finished.append(event)
-            if len(finished) == 5:
+    def interrupt_at_the_tenth_put(event) -> None:
+        if isinstance(event, Started):
+            started.append(event)
+            if len(started) == 10:
                 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, wherever the run is
 
     with pytest.raises(Interrupted) as caught:
-        run_upload(cloud, files, concurrency=4, on_event=interrupt_after_five)
+        run_upload(cloud, files, concurrency=4, on_event=interrupt_at_the_tenth_put)
 
     stop = caught.value
     reported = {o.image["imageId"] for o in stop.outcomes if o.image}
-    assert len(reported) >= 5
+    assert reported, "the files stored before Ctrl-C were not completed and reported"
     # Every record that became ready was reported, and nothing reported is left incomplete.
     assert set(cloud.completed) == reported
     assert len(stop.outcomes) + stop.unsent == len(files)
