@@ -13,15 +13,16 @@ their own on the same S3 endpoint (not the image bucket, whose ObjectCreated eve
 load the stack). The tools take turns, in a rotated order each round. A case with a delay
 sends every tool through ``bench/latproxy.py``, which adds it to every HTTP request.
 
-Per run it records the wall time, the client's peak memory (``os.wait4``: ru_maxrss), and the
-stack's CPU time (utime + stime of its process tree, read from /proc before the run and after
-the stack has gone idle, so that work finishing after the client, like S3 events, counts), its
-peak memory (VmHWM, reset before the run through ``/proc/<pid>/clear_refs``), and the requests
-it served (``GET /_imgup/stats`` when the stack has it; else only what the proxy counts).
-Then it checks the counts (every file reported and stored, nothing else) and deletes what the
-run stored, so that every round starts from the same state. It prints a table per case
-(medians of the rounds) on stdout, progress on stderr, writes everything as JSON
-(``bench/results/``, or ``--out``), and always cleans up its stack (``imgup cleanup --yes``).
+Per run it records the wall time, the client's peak memory (ru_maxrss from ``os.wait4``, in
+a small launcher: see LAUNCHER), and the stack's CPU time (utime + stime of its process tree,
+read from /proc before the run and after the stack has gone idle, so that work finishing
+after the client, like S3 events, counts), its peak memory (VmHWM, reset before the run
+through ``/proc/<pid>/clear_refs``), and the requests it served (``GET /_imgup/stats`` when
+the stack has it; else only what the proxy counts). Then it checks the counts (every file
+reported and stored, nothing else) and deletes what the run stored, so that every round
+starts from the same state. It prints a table per case (medians of the rounds) on stdout,
+progress on stderr, writes everything as JSON (``bench/results/``, or ``--out``), and always
+cleans up its stack (``imgup cleanup --yes``).
 Exit 0 when every run's counts were right, 1 otherwise, 130 when interrupted.
 
 Peers that are missing are reported and skipped. To install them:
@@ -289,15 +290,40 @@ class Timed:
     timed_out: bool = False
 
 
+# The tool is started by this small launcher rather than by the benchmark itself: on Linux a
+# process's ru_maxrss starts at the RSS of the process it was forked from, which would put
+# the benchmark's own 60-80 MB under every figure (measured: /bin/true "peaks" at the size of
+# its parent). The launcher is small (about 8 MB); it spawns the tool, times it from spawn to
+# exit, and writes "seconds exit_code maxrss_kib" to its first argument.
+LAUNCHER = """
+import os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+try:
+    pid = os.posix_spawn(argv[0], argv, os.environ)
+except OSError as exc:
+    print(f"cannot start {argv[0]}: {exc}", file=sys.stderr)
+    code, maxrss = 127, 0
+else:
+    _, status, usage = os.wait4(pid, 0)
+    code, maxrss = os.waitstatus_to_exitcode(status), usage.ru_maxrss
+with open(out, "w") as handle:
+    handle.write(f"{time.perf_counter() - started} {code} {maxrss}")
+"""
+
+
 def run_timed(
     argv: list[str], env: dict[str, str], stdin: Path, out: Path, err: Path, timeout: float
 ) -> Timed:
-    """Run ``argv`` as a new process; its wall time, exit code and peak memory (``wait4``).
-    The process group is killed if it outlives ``timeout`` or the benchmark is interrupted."""
+    """Run ``argv`` as a new process; its wall time, exit code and peak memory (``wait4``, in
+    the launcher). The process group is killed if it outlives ``timeout`` or the benchmark is
+    interrupted."""
+    result = out.with_name("launcher.out")
+    result.unlink(missing_ok=True)
+    launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(result), *argv]
     with open(stdin, "rb") as stdin_file, open(out, "wb") as out_file, open(err, "wb") as err_file:
-        started = time.perf_counter()
         process = subprocess.Popen(
-            argv, stdin=stdin_file, stdout=out_file, stderr=err_file, env=env, start_new_session=True
+            launcher, stdin=stdin_file, stdout=out_file, stderr=err_file, env=env, start_new_session=True
         )
     fired = threading.Event()
 
@@ -309,20 +335,20 @@ def run_timed(
     timer = threading.Timer(timeout, kill)
     timer.start()
     try:
-        _, status, usage = os.wait4(process.pid, 0)
+        process.wait()
     except BaseException:
         kill()
-        with contextlib.suppress(ChildProcessError):
-            os.wait4(process.pid, 0)
-        process.returncode = -9
+        process.wait()
         raise
     finally:
         timer.cancel()
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     with contextlib.suppress(ProcessLookupError):  # children it left behind
         os.killpg(process.pid, signal.SIGKILL)
-    return Timed(seconds, process.returncode, int(usage.ru_maxrss), fired.is_set())
+    try:
+        seconds, code, maxrss = result.read_text().split()
+    except (OSError, ValueError):  # the launcher itself was killed
+        return Timed(timeout, process.returncode, 0, fired.is_set())
+    return Timed(float(seconds), int(code), int(maxrss), fired.is_set())
 
 
 # --- the benchmark ----------------------------------------------------------------------
