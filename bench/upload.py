@@ -422,8 +422,14 @@ class Bench:
 
     def imgup(self, *args: str, stdin: str = "", config_dir: Path | None = None, timeout: float = 300) -> Any:
         env = {**self.base_env(), "IMGUP_CONFIG_DIR": str(config_dir or self.config_dir)}
-        return subprocess.run(
-            [IMGUP, *args], input=stdin, capture_output=True, text=True, timeout=timeout, env=env
+        return subprocess.run(  # its own session: a Ctrl-C at the terminal reaches only the benchmark
+            [IMGUP, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            start_new_session=True,
         )
 
     # --- the whole run ------------------------------------------------------------------
@@ -473,10 +479,10 @@ class Bench:
                 turn = (round_ - 1) % len(tools)
                 for tool in tools[turn:] + tools[:turn]:
                     run = Run(case.key, tool, round_, case.files)
-                    self.runs.append(run)
                     command, env = self.command(tool, case, files_dir, endpoint, imgup_config, round_)
                     self.measure(run, command, env, stdin, proxy)
                     self.check_and_clear(run, case, s3)
+                    self.runs.append(run)  # only once measured and checked: an interrupted run is left out
                     say(self.describe(run))
 
     def command(
@@ -566,6 +572,8 @@ class Bench:
         if not (self.config_dir / "deployment.json").exists() and not (self.config_dir / "local").exists():
             return
         say("cleaning up: imgup cleanup --yes")
+        # Not to be interrupted half-way: Ctrl-C and SIGTERM wait (cleanup is bounded) until it ends.
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             cleaned = self.imgup("cleanup", "--yes", timeout=300)
             self.cleanup["exit_code"] = cleaned.returncode
@@ -576,6 +584,8 @@ class Bench:
         finally:
             if self.stack is not None:
                 self.cleanup["stack_stopped"] = _stopped(self.stack.pid)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _stopped(pid: int, wait: float = 15.0) -> bool:
@@ -606,9 +616,10 @@ def summarise(bench: Bench) -> dict[str, dict[str, Any]]:
         rows: dict[str, Any] = {}
         for tool in bench.tools:
             runs = [r for r in bench.runs if r.case == case.key and r.tool == tool]
-            good = [r for r in runs if not r.problems]
+            good = [r for r in runs if not r.problems and r.seconds is not None]
             if not runs:
-                rows[tool] = {"skipped": bench.peers[tool].missing if tool in bench.peers else "not run"}
+                missing = bench.peers[tool].missing if tool in bench.peers else None
+                rows[tool] = {"skipped": missing or "not run"}
                 continue
             seconds = _median([r.seconds for r in good])
             n = case.files
@@ -623,7 +634,14 @@ def summarise(bench: Bench) -> dict[str, dict[str, Any]]:
                 "stack_cpu_ms_per_file": _scaled(_median([r.stack_cpu_s for r in good]), 1000 / n),
                 "stack_peak_mib": _scaled(_max([r.stack_peak_kib for r in good]), 1 / KiB),
                 "stack_rss_growth_mib": _scaled(
-                    _median([r.stack_rss_kib["after"] - r.stack_rss_kib["before"] for r in good]), 1 / KiB
+                    _median(
+                        [
+                            r.stack_rss_kib["after"] - r.stack_rss_kib["before"]
+                            for r in good
+                            if r.stack_rss_kib
+                        ]
+                    ),
+                    1 / KiB,
                 ),
                 **per_file,
             }

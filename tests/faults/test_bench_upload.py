@@ -267,3 +267,33 @@ def test_the_proxy_answers_502_when_the_upstream_is_gone() -> None:
         url = upstream.url
     with LatencyProxy(url, delay=0.0) as proxy, httpx.Client(timeout=10) as client:
         assert client.get(f"{proxy.url}/anything").status_code == 502
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def test_the_report_shows_the_stacks_requests_per_file_and_the_aws_cost_when_the_stack_counts_them(
+    tmp_path: Path,
+) -> None:
+    from bench.upload import Bench, Case, Peer, Run, aws_cost, summarise, table
+
+    case = Case("2x1k", "2 x 1 KiB", 2, 1024)
+    counted = {"httpRequests": 8, "apiRequests": 2, "invocations": 3, "storageOps": 6}
+    runs = [
+        Run(
+            "2x1k", "imgup", 1, 2, seconds=1.0, reported=2, stored=2, stack_cpu_s=0.1, stack_requests=counted
+        ),
+        Run("2x1k", "rclone", 1, 2, seconds=0.5, reported=2, stored=2, stack_cpu_s=0.02),
+    ]
+    peers = {"aws": Peer("aws", missing="aws is not on PATH (install: ...)"), "rclone": Peer("rclone", "/x")}
+    bench = Bench([case], 1, ["imgup", "aws", "rclone"], peers, tmp_path, runs=runs)
+    summary = summarise(bench)
+    assert summary["2x1k"]["imgup"]["stack_httpRequests_per_file"] == 4
+    assert summary["2x1k"]["rclone"]["imgup_ratio"] == 0.5
+    assert summary["2x1k"]["aws"] == {"skipped": "aws is not on PATH (install: ...)"}
+    assert aws_cost(summary) == {"2x1k": {"api_gateway_requests": 1000, "lambda_invocations": 1500}}
+    text = table(bench, summary)
+    assert "2 x 1 KiB: 1,000 requests, 1,500 invocations" in text
+    assert "aws     skipped: aws is not on PATH" in text
+    imgup_row = next(line for line in text.splitlines() if line.strip().startswith("imgup "))
+    assert imgup_row.split()[-1] == "4.0"  # requests per file, from the stack's own count
