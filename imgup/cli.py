@@ -597,6 +597,47 @@ def open_image(
 
 
 @app.command()
+def gallery(
+    port: int = typer.Option(
+        0, "--port", min=0, max=65535, help="Port on 127.0.0.1 to serve the page on (default: a free one)."
+    ),
+    no_open: bool = typer.Option(False, "--no-open", help="Do not open a browser; only print the link."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
+) -> None:
+    """Browse, upload and manage images in a web page.
+
+    Serves the gallery page on 127.0.0.1 for the selected deployment and opens it in the
+    browser; the page talks to the deployment's API itself. The link (on stdout) carries this
+    run's session; Ctrl-C stops the server.
+
+    Example: imgup gallery --port 8800 --no-open
+    """
+    import webbrowser
+
+    from . import context
+    from .gallery import GalleryServer, PortInUse
+
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    page = context.gallery_page(settings)
+    try:
+        server = GalleryServer(page, port)
+    except PortInUse:
+        raise UsageError(
+            f"Port {port} on 127.0.0.1 is in use.",
+            "Pick another with --port, or leave it out for a free one.",
+        ) from None
+    output.emit_line(server.launch_url)
+    where = "the local stack" if page.target == "local" else f"AWS {page.region}"
+    output.note(f"Serving the gallery of {page.stack_name} ({where}) at {server.url}; Ctrl-C stops it.")
+    if not no_open and not webbrowser.open(server.launch_url):
+        output.note("No web browser could be started: open the link above.")
+    server.serve_until_stopped()
+    output.note("Stopped the gallery.")
+
+
+@app.command()
 def status(
     json_out: bool = JsonOption,
     show_key: bool = typer.Option(False, "--show-key", help="Include the API key."),

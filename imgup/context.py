@@ -179,6 +179,24 @@ def image_api(settings: Settings, deployment: Deployment | None = None) -> Image
     )
 
 
+def gallery_page(settings: Settings) -> Any:
+    """The gallery page's configuration for the selected deployment (``imgup.gallery``), once
+    a request has shown that its API answers to its key: before any browser is opened."""
+    from .gallery import PageConfig, storage_origins
+
+    deployment = selected(settings)
+    image_api(settings, deployment).list_page(1)
+    return PageConfig(
+        api_url=deployment.api_url,
+        api_key=Registry().api_key(DeploymentId.of(deployment)),
+        stack_name=deployment.stack_name,
+        target=deployment.target,
+        region=deployment.region,
+        max_upload_bytes=deployment.max_upload_bytes,
+        storage_origins=storage_origins(deployment.api_url, deployment.endpoint_url),
+    )
+
+
 def upload_api(settings: Settings) -> tuple[ImageApi, int]:
     """The API client for uploads and the selected deployment's size limit."""
     deployment = selected(settings)

@@ -21,6 +21,7 @@ COMMANDS = [
     ["show"],
     ["download"],
     ["open"],
+    ["gallery"],
     ["status"],
     ["cleanup"],
     ["doctor"],

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_KEY_NAME_CHARS",
     "MAX_PAGE_SIZE",
     "SAFE_NAME_PATTERN",
+    "SIGNATURES",
     "MAX_JPEG_SEGMENTS",
     "NOT_AN_ALLOWED_IMAGE",
     "PROBE_BYTES",
@@ -400,6 +401,16 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _GIF_MAGICS = (b"GIF87a", b"GIF89a")
 _MAGIC_PREFIXES = (_JPEG_MAGIC, _PNG_SIGNATURE, *_GIF_MAGICS, b"RIFF")
+
+SIGNATURES: Mapping[str, tuple[tuple[tuple[int, bytes], ...], ...]] = {
+    "image/jpeg": (((0, _JPEG_MAGIC),),),
+    "image/png": (((0, _PNG_SIGNATURE),),),
+    "image/gif": tuple(((0, magic),) for magic in _GIF_MAGICS),
+    "image/webp": (((0, b"RIFF"), (8, b"WEBP")),),
+}
+"""The magic bytes of each allowed type, as (offset, bytes) parts that must all match, for
+clients that can only look at a file's first bytes (the gallery page): the same claim
+:func:`sniff_type` makes, without the header check of :func:`probe_image`."""
 
 PROBE_BYTES = 64 * 1024
 """How many leading bytes to read first for :func:`probe_image`: enough for nearly every image.
