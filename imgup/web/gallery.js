@@ -61,11 +61,11 @@
   }
 
   function alertBox(container, text, onRetry) {
-    // role=alert: a screen reader announces the message as it appears.
+    // role=alert on the message: a screen reader announces it as it appears (without the buttons).
     const box = document.createElement("div");
     box.className = "alert";
-    box.setAttribute("role", "alert");
     const message = document.createElement("p");
+    message.setAttribute("role", "alert");
     message.textContent = text;
     box.append(message);
     if (onRetry) {
@@ -341,7 +341,9 @@
     const cfg = state.config;
     if (file.size === 0) return { error: "is empty." };
     if (file.size > cfg.maxUploadBytes) {
-      return { error: `${formatSize(file.size)} exceeds the limit (${formatSize(cfg.maxUploadBytes)}).` };
+      const limit = formatSize(cfg.maxUploadBytes);
+      const size = formatSize(file.size) === limit ? `${file.size.toLocaleString("en")} bytes` : formatSize(file.size);
+      return { error: `${size} exceeds the limit (${limit}).` };
     }
     if ([...file.name].length > cfg.maxFileNameChars || /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(file.name)) {
       return { error: `cannot be uploaded under this name (at most ${cfg.maxFileNameChars} characters, no control characters); rename it.` };
