@@ -173,11 +173,18 @@ class ImageApi:
     # --- the routes ---------------------------------------------------------------------
 
     def request_upload(
-        self, file_name: str, file_type: str, file_size: int, sha256: str | None = None
+        self,
+        file_name: str,
+        file_type: str,
+        file_size: int,
+        sha256: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"fileName": file_name, "fileType": file_type, "fileSize": file_size}
         if sha256:
             body["sha256"] = sha256
+        if tags:
+            body["tags"] = tags
         return self._request("POST", "/upload", json=body)
 
     def complete(self, image_id: str) -> dict[str, Any]:
@@ -244,6 +251,17 @@ class ImageApi:
     def delete(self, image_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/images/{image_id}")
 
+    def change_tags(
+        self, image_id: str, set_tags: dict[str, str] | None = None, remove: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Set and remove tags of an image (``POST /images/{imageId}/tags``); the image."""
+        body: dict[str, Any] = {}
+        if set_tags:
+            body["set"] = set_tags
+        if remove:
+            body["remove"] = remove
+        return self._request("POST", f"/images/{image_id}/tags", json=body)
+
 
 def _upload_args(body: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -251,6 +269,7 @@ def _upload_args(body: dict[str, Any]) -> dict[str, Any]:
         "file_type": body["fileType"],
         "file_size": body["fileSize"],
         "sha256": body.get("sha256"),
+        "tags": body.get("tags"),
     }
 
 

@@ -226,6 +226,7 @@ IMAGE_FIELDS = (
     "height",
     "sha256",
     "uploadedAt",
+    "tags",
     "fileUrl",
 )
 
@@ -266,6 +267,9 @@ def upload(
         None, "--retries", help="Retries per request on transient errors (default: 4; or IMGUP_RETRIES)."
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="Show no progress bars."),
+    tag: list[str] | None = typer.Option(
+        None, "--tag", "-t", help="Give every uploaded image this tag, KEY=VALUE (repeat for more)."
+    ),
     json_out: bool = JsonOut,
     jsonl: bool = JsonlOut,
     csv_out: bool = CsvOut,
@@ -292,17 +296,21 @@ def upload(
             "No files to upload.",
             "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
         )
+    tags = _tags(tag or [])
     settings = context.settings(
         concurrency=concurrency, retries=retries, stack_name=stack_name, region=region, target=_target(local)
     )
     api, max_bytes = context.upload_api(settings)
-    good, bad = collect_files(paths, max_bytes)
+    good, bad = collect_files(paths, max_bytes, tags)
     emitter = output.Emitter(
         fmt,
         IMAGE_FIELDS,
-        columns=[output.NAME, output.SIZE, output.TYPE, output.ID],
+        columns=[output.NAME, output.SIZE, output.TYPE, *([output.TAGS] if tags else []), output.ID],
         plain=("imageId", "fileName"),
-        hints={"fileName": max((len(f.name) for f in good), default=0)},
+        hints={
+            "fileName": max((len(f.name) for f in good), default=0),
+            "tags": output.tags_width([{"tags": tags}]),
+        },
     ).begin()
     for outcome in bad:
         output.error(f"{outcome.source}: {outcome.error}")
@@ -396,6 +404,9 @@ def list_images(
         emitter.row(image)
     if first_page:
         emitter.hints["fileName"] = max(len(str(i.get("fileName", ""))) for i in first_page)
+        if any(i.get("tags") for i in first_page):
+            emitter.columns = [*emitter.columns[:3], output.TAGS, *emitter.columns[3:]]
+            emitter.hints["tags"] = output.tags_width(first_page)
         for image in first_page:
             emitter.row(image)
     emitter.end()
@@ -476,6 +487,83 @@ def _interactive() -> bool:
         return sys.stdin is not None and sys.stdin.isatty()
     except ValueError:
         return False
+
+
+def _tags(pairs: list[str], what: str = "--tag") -> dict[str, str]:
+    """KEY=VALUE pairs as tags, checked as the API checks them; a usage error otherwise."""
+    from .backend import rules
+
+    tags: dict[str, str] = {}
+    try:
+        for pair in pairs:
+            key, value = rules.parse_tag(pair)
+            tags[key] = value or ""
+        return rules.validate_tags(tags) if tags else {}
+    except rules.ValidationError as exc:
+        raise UsageError(
+            f"{what}: {exc.message}.",
+            f"A tag is KEY=VALUE: keys are {rules.MAX_TAG_KEY_CHARS} characters at most "
+            f"(letters, digits, '_', '.', ':', '-'), values {rules.MAX_TAG_VALUE_CHARS}; "
+            f"at most {rules.MAX_TAGS} per image.",
+        ) from None
+
+
+def _tag_keys(keys: list[str]) -> list[str]:
+    from .backend import rules
+
+    try:
+        return rules.validate_tag_keys(keys, "KEY")
+    except rules.ValidationError as exc:
+        raise UsageError(f"{exc.message}.") from None
+
+
+def _tag_command(image_id: str, set_tags: dict[str, str], remove: list[str], fmt: output.Format) -> None:
+    from . import context
+    from .images import change_tags
+
+    api = context.image_api(context.settings())
+    columns = [output.NAME, output.TAGS, output.ID]
+    emitter = output.Emitter(fmt, IMAGE_FIELDS, columns=columns, plain=("imageId", "tags"))
+    emitter.hints["tags"] = output.tags_width([{"tags": set_tags}], most=60)
+    _each_image([image_id], lambda i: change_tags(api, i, set_tags, remove), emitter, "images")
+
+
+@app.command()
+def tag(
+    image_id: str = typer.Argument(..., help="Id of the image."),
+    pairs: list[str] = typer.Argument(..., help="Tags to set, KEY=VALUE; a key it has gets the new value."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+) -> None:
+    """Tag an image.
+
+    Keys are case-insensitive; an image has at most 10 tags. Prints the image with its tags.
+
+    Example: imgup tag 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b trip=iceland camera=x100
+    """
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    _tag_command(image_id, _tags(pairs, "imgup tag"), [], fmt)
+
+
+@app.command()
+def untag(
+    image_id: str = typer.Argument(..., help="Id of the image."),
+    keys: list[str] = typer.Argument(..., help="Keys of the tags to remove."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+) -> None:
+    """Remove tags from an image.
+
+    A key the image does not have is not an error. Prints the image with its tags.
+
+    Example: imgup untag 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b camera
+    """
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    _tag_command(image_id, {}, _tag_keys(keys), fmt)
 
 
 SHOW_FIELDS = (*IMAGE_FIELDS, "objectKey")

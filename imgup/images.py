@@ -45,6 +45,20 @@ def get_image(api: ImageApi, image_id: str) -> dict[str, Any]:
         raise
 
 
+def change_tags(api: ImageApi, image_id: str, set_tags: dict[str, str], remove: list[str]) -> dict[str, Any]:
+    """The image after setting and removing tags; ItemFailed when it is not in the gallery or
+    the API refuses the change (too many tags)."""
+    check_id(image_id)
+    try:
+        return api.change_tags(image_id, set_tags, remove)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise ItemFailed("not in the gallery.") from None
+        if exc.status == 400:
+            raise ItemFailed(exc.message) from None
+        raise
+
+
 def safe_local_name(name: str) -> str:
     """A stored file name made safe to create on any common file system: no path separators,
     control or reserved characters, no leading dot or trailing dot or space, not a reserved

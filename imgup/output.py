@@ -197,7 +197,30 @@ def _dimensions(item: Mapping[str, Any]) -> str:
     return f"{width}x{height}" if width and height else "-"
 
 
+def tags_text(value: Any) -> str:
+    """Tags for people: ``key=value, key=value`` (sorted by key), ``-`` for none."""
+    if not isinstance(value, Mapping) or not value:
+        return "-"
+    return ", ".join(f"{key}={value[key]}" for key in sorted(value))
+
+
+def _text(value: Any) -> str:
+    """A field's value as one line of text (tags as ``key=value, ...``)."""
+    if value is None:
+        return "-"
+    return tags_text(value) if isinstance(value, Mapping) else str(value)
+
+
 ID = Column("imageId", "Id", width=36)
+TAGS = Column("tags", "Tags", render=tags_text, optional=True)
+"""Shown when some image has tags; as wide as ``hints["tags"]`` (see :func:`tags_width`)."""
+
+
+def tags_width(items: Iterable[Mapping[str, Any]], most: int = 32) -> int:
+    """The width of the Tags column for these items: their longest tags, at most ``most``."""
+    return min(most, max((len(tags_text(i.get("tags"))) for i in items), default=0))
+
+
 NAME = Column("fileName", "Name", flexible=True)
 SIZE = Column("fileSize", "Size", render=_size, width=9, right=True)
 TYPE = Column("fileType", "Type", render=_type_label, width=4, optional=True)
@@ -314,13 +337,13 @@ class Emitter:
             width = max(len(name) for name in self.fields)
             for name in self.fields:
                 value = item.get(name)
-                write_data(f"{name:<{width}}  {printable('-' if value is None else str(value))}")
+                write_data(f"{name:<{width}}  {printable(_text(value))}")
         elif self._widths:
             cells = [cell(printable(c.render(item.get(c.name))), c.width or 0, c.right) for c in self._widths]
             write_data("  ".join(cells).rstrip())
         else:  # a table into a pipe or a file: raw fields, tab-separated, nothing cut
             values = (
-                "" if item.get(name) is None else str(item.get(name)) for name in self.plain or self.fields
+                "" if item.get(name) is None else _text(item.get(name)) for name in self.plain or self.fields
             )
             write_data("\t".join(printable(v).replace("\t", " ") for v in values))
 

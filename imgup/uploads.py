@@ -35,9 +35,9 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -67,6 +67,8 @@ class LocalFile:
     sha256: str
     width: int | None = None
     height: int | None = None
+    tags: Mapping[str, str] | None = field(default=None, hash=False)
+    """Tags to give the image at upload (already checked: ``rules.validate_tags``)."""
 
 
 @dataclass
@@ -201,8 +203,10 @@ def read_paths(stream: BinaryIO, separator: bytes = b"\n") -> list[str]:
     return paths
 
 
-def collect_files(paths: Iterable[str], max_bytes: int) -> tuple[list[LocalFile], list[Outcome]]:
-    """Check every path; the good files and an Outcome for each bad one."""
+def collect_files(
+    paths: Iterable[str], max_bytes: int, tags: Mapping[str, str] | None = None
+) -> tuple[list[LocalFile], list[Outcome]]:
+    """Check every path; the good files (to be given ``tags``) and an Outcome for each bad one."""
     good: list[LocalFile] = []
     bad: list[Outcome] = []
     for raw in paths:
@@ -210,7 +214,7 @@ def collect_files(paths: Iterable[str], max_bytes: int) -> tuple[list[LocalFile]
             bad.append(Outcome(raw.replace("\0", "\\0"), error="a path cannot hold a NUL byte."))
             continue
         try:
-            good.append(inspect_file(Path(os.path.expanduser(raw)), max_bytes))
+            good.append(replace(inspect_file(Path(os.path.expanduser(raw)), max_bytes), tags=tags or None))
         except FileRejected as exc:
             bad.append(Outcome(raw, error=exc.message))
     return good, bad
@@ -345,6 +349,7 @@ def result_of(local: LocalFile, grant: Grant, image: dict[str, Any]) -> dict[str
         "height": image.get("height", local.height),
         "sha256": image.get("sha256") or local.sha256,
         "uploadedAt": image.get("uploadedAt"),
+        "tags": image.get("tags", dict(local.tags or {})),
         "fileUrl": image.get("fileUrl", grant.file_url),
     }
     return result
@@ -628,9 +633,12 @@ class _sigint_sets:  # noqa: N801 - a context manager used like a function
 
 
 def _upload_body(local: LocalFile) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "fileName": local.name,
         "fileType": local.file_type,
         "fileSize": local.size,
         "sha256": local.sha256,
     }
+    if local.tags:
+        body["tags"] = dict(local.tags)
+    return body

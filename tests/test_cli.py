@@ -22,6 +22,8 @@ COMMANDS = [
     ["download"],
     ["open"],
     ["gallery"],
+    ["tag"],
+    ["untag"],
     ["status"],
     ["cleanup"],
     ["doctor"],

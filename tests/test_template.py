@@ -70,6 +70,7 @@ ROUTES = {
     ("/images/{imageId}", "GET"): "ImagesFunction",
     ("/images/{imageId}", "DELETE"): "DeleteFunction",
     ("/images/{imageId}/complete", "POST"): "CompleteFunction",
+    ("/images/{imageId}/tags", "POST"): "ImagesFunction",
 }
 PREFLIGHT = {
     ("/upload", "OPTIONS"),
@@ -78,6 +79,7 @@ PREFLIGHT = {
     ("/images", "OPTIONS"),
     ("/images/{imageId}", "OPTIONS"),
     ("/images/{imageId}/complete", "OPTIONS"),
+    ("/images/{imageId}/tags", "OPTIONS"),
 }
 # Types that moto's CloudFormation skips (DESIGN.md); an Output naming one of
 # them breaks CreateStack on moto (GetAtt) or vanishes there (Ref).
@@ -269,7 +271,7 @@ S3_ACTIONS = {
 }
 DYNAMODB_ACTIONS = {
     "UploadRole": {"dynamodb:PutItem", "dynamodb:BatchWriteItem"},
-    "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query"},
+    "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: tags
     "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
     "DeleteRole": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
 }
@@ -379,7 +381,7 @@ def test_the_image_bucket_blocks_all_public_access_and_encrypts_with_the_key(tem
 
 def test_every_lambda_permission_is_scoped_by_source_arn(template):
     permissions = _resources_of_type(template, "AWS::Lambda::Permission")
-    assert len(permissions) == 8
+    assert len(permissions) == 9  # one per route (8) and the S3 event
     for name, permission in permissions.items():
         assert "SourceArn" in permission["Properties"], name
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import os
@@ -229,6 +230,7 @@ class Request:
         if record.width and record.height:
             image["width"] = record.width
             image["height"] = record.height
+        image["tags"] = dict(record.tags or {})
         return image
 
 
@@ -250,6 +252,7 @@ def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[Im
         created_at=rules.format_timestamp(now),
         sha256=upload.sha256,
         purge_at=int(now.timestamp()) + settings.pending_ttl_seconds,
+        tags=upload.tags,
     )
     upload_url, upload_headers = storage.presign_upload(
         req.s3,
@@ -424,12 +427,36 @@ def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
     return 200, {"message": "Image deleted", "imageId": image_id}
 
 
+# --- tags --------------------------------------------------------------------------------
+
+TAG_ATTEMPTS = 4
+"""Times a tag change is tried when other changes of the same image's tags keep coming first."""
+
+
+def _route_tags(req: Request) -> tuple[int, dict[str, Any]]:
+    """``POST /images/{imageId}/tags`` ``{"set": {k: v}, "remove": [k]}``: the image with its
+    new tags. A read, then a write conditional on nobody having changed the tags meanwhile."""
+    image_id = _image_id(req.params)
+    req.log.update(imageId=image_id)
+    change = rules.validate_tag_change(_json_object(_raw_body(req.event)))
+    for _ in range(TAG_ATTEMPTS):
+        record = req.store.get(image_id)
+        if record is None or record.status != storage.READY:
+            raise HttpError(404, "Image not found", extra={"imageId": image_id})
+        tags = change.apply(record.tags or {})
+        if req.store.replace_tags(record, tags):
+            req.log.update(tags=len(tags))
+            return 200, req.image_json(dataclasses.replace(record, tags=tags or None))
+    raise _busy()
+
+
 # (method, resource template, route); the path regex is derived from the template.
 _ROUTES: dict[str, list[tuple[str, str, Route]]] = {
     "upload": [("POST", "/upload", _route_upload), ("POST", "/uploads", _route_uploads)],
     "images": [
         ("GET", "/images", _route_list),
         ("GET", "/images/{imageId}", _route_get),
+        ("POST", "/images/{imageId}/tags", _route_tags),
     ],
     "complete": [
         ("POST", "/images/{imageId}/complete", _route_complete),
@@ -672,7 +699,8 @@ def upload(event: Any, context: Any = None, environ: Mapping[str, str] | None = 
 
 
 def images(event: Any, context: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``GET /images`` (newest first, ready only, cursor pagination) and ``GET /images/{imageId}``."""
+    """``GET /images`` (newest first, ready only, cursor pagination), ``GET /images/{imageId}``
+    and ``POST /images/{imageId}/tags``."""
     return _serve("images", event, context, environ)
 
 

@@ -33,6 +33,17 @@ __all__ = [
     "MAX_FILE_NAME_CHARS",
     "MAX_KEY_NAME_CHARS",
     "MAX_PAGE_SIZE",
+    "MAX_TAGS",
+    "MAX_TAG_KEY_CHARS",
+    "MAX_TAG_VALUE_CHARS",
+    "TAG_KEY_PATTERN",
+    "TagChange",
+    "parse_tag",
+    "validate_tag_change",
+    "validate_tag_key",
+    "validate_tag_keys",
+    "validate_tag_value",
+    "validate_tags",
     "SAFE_NAME_PATTERN",
     "SIGNATURES",
     "MAX_JPEG_SEGMENTS",
@@ -144,6 +155,7 @@ class UploadRequest:
     file_size: int
     sha256: str | None = None
     content_type: str = ""
+    tags: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.content_type:
@@ -158,6 +170,8 @@ class UploadRequest:
         }
         if self.sha256 is not None:
             body["sha256"] = self.sha256
+        if self.tags:
+            body["tags"] = dict(self.tags)
         return body
 
 
@@ -274,8 +288,9 @@ def _missing(value: object) -> bool:
 def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
     """Validate a decoded ``POST /upload`` body against a size limit.
 
-    ``fileName``, ``fileType`` and ``fileSize`` are required, ``sha256`` is optional; other
-    fields are ignored. Raises ValidationError with the status to answer.
+    ``fileName``, ``fileType`` and ``fileSize`` are required, ``sha256`` and ``tags`` (see
+    :func:`validate_tags`) are optional; other fields are ignored. Raises ValidationError
+    with the status to answer.
     """
     if not isinstance(body, dict):
         raise ValidationError("Request body must be a JSON object")
@@ -291,12 +306,14 @@ def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
     file_size = validate_file_size(body["fileSize"], max_bytes)
     raw_sha = body.get("sha256")
     sha256 = None if raw_sha is None else validate_sha256(raw_sha)
+    tags = None if body.get("tags") is None else validate_tags(body["tags"])
     return UploadRequest(
         file_name=file_name,
         file_type=file_type,
         file_size=file_size,
         sha256=sha256,
         content_type=body["fileType"].strip(),
+        tags=tags or None,
     )
 
 
@@ -773,3 +790,122 @@ def parse_limit(raw: object, *, default: int = DEFAULT_PAGE_SIZE, maximum: int =
     if not 1 <= value <= maximum:
         raise ValidationError(f"limit must be a whole number from 1 to {maximum}", field="limit")
     return value
+
+
+# --- tags --------------------------------------------------------------------------------
+#
+# A tag is a short label on an image: a key and a value (``camera=x100``, ``trip=iceland``).
+# Keys are case-insensitive (kept in lower case), values are kept as given. The same rules
+# serve the API (``tags`` in upload requests, ``POST /images/{id}/tags``, the ``tag`` filter)
+# and the CLI (``--tag K=V``, ``imgup tag``, ``imgup untag``), which checks before any request.
+
+MAX_TAGS = 10
+"""The most tags one image carries."""
+MAX_TAG_KEY_CHARS = 64
+MAX_TAG_VALUE_CHARS = 128
+TAG_KEY_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.:-]*")
+"""What a tag key fully matches, once lower-cased: letters, digits and ``_ . : -``, starting
+with a letter or a digit (so a key is also safe in a query string, a CSV cell and a shell)."""
+_TAG_KEY_RULE = (
+    f"1 to {MAX_TAG_KEY_CHARS} letters, digits, '_', '.', ':' or '-', starting with a letter or a digit"
+)
+
+
+def validate_tag_key(raw: object, field: str = "tags") -> str:
+    """A tag key in lower case; ValidationError (400) unless it follows the key rule."""
+    if not isinstance(raw, str):
+        raise ValidationError("A tag key must be a string", field=field)
+    key = raw.lower()
+    if not 1 <= len(key) <= MAX_TAG_KEY_CHARS or not key.isascii() or not TAG_KEY_PATTERN.fullmatch(key):
+        raise ValidationError(f"Invalid tag key {raw[:80]!r}: a key is {_TAG_KEY_RULE}", field=field)
+    return key
+
+
+def validate_tag_value(raw: object, key: str, field: str = "tags") -> str:
+    """A tag value as given; ValidationError (400) unless it is 0 to MAX_TAG_VALUE_CHARS
+    characters with no control, bidi-override or line-separator character and no blank at
+    either end."""
+    if not isinstance(raw, str):
+        raise ValidationError(f"The value of tag {key!r} must be a string", field=field)
+    if len(raw) > MAX_TAG_VALUE_CHARS:
+        raise ValidationError(
+            f"The value of tag {key!r} must be at most {MAX_TAG_VALUE_CHARS} characters", field=field
+        )
+    if any(_is_forbidden_char(ch) for ch in raw):
+        raise ValidationError(f"The value of tag {key!r} must not contain control characters", field=field)
+    if raw != raw.strip():
+        raise ValidationError(f"The value of tag {key!r} must not start or end with a blank", field=field)
+    return raw
+
+
+def validate_tags(raw: object, field: str = "tags") -> dict[str, str]:
+    """A ``{"key": "value"}`` object of at most MAX_TAGS tags, keys lower-cased (two keys that
+    differ only in case are refused); ValidationError (400) otherwise."""
+    if not isinstance(raw, dict):
+        raise ValidationError(f"{field} must be a JSON object of key: value", field=field)
+    if len(raw) > MAX_TAGS:
+        raise ValidationError(f"An image has at most {MAX_TAGS} tags, not {len(raw)}", field=field)
+    tags: dict[str, str] = {}
+    for raw_key, raw_value in raw.items():
+        key = validate_tag_key(raw_key, field)
+        if key in tags:
+            raise ValidationError(f"Tag key {key!r} is given twice (keys ignore case)", field=field)
+        tags[key] = validate_tag_value(raw_value, key, field)
+    return tags
+
+
+def validate_tag_keys(raw: object, field: str = "remove") -> list[str]:
+    """A list of at most MAX_TAGS distinct tag keys, lower-cased; ValidationError otherwise."""
+    if not isinstance(raw, list):
+        raise ValidationError(f"{field} must be a list of tag keys", field=field)
+    if len(raw) > MAX_TAGS:
+        raise ValidationError(f"{field} names at most {MAX_TAGS} tag keys, not {len(raw)}", field=field)
+    return list(dict.fromkeys(validate_tag_key(key, field) for key in raw))
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """A validated ``POST /images/{imageId}/tags`` body: tags to set and keys to remove."""
+
+    set: Mapping[str, str]
+    remove: tuple[str, ...]
+
+    def apply(self, current: Mapping[str, str]) -> dict[str, str]:
+        """The tags after the change; ValidationError (400) when they would be too many."""
+        after = {k: v for k, v in current.items() if k not in self.remove}
+        after.update(self.set)
+        if len(after) > MAX_TAGS:
+            raise ValidationError(
+                f"An image has at most {MAX_TAGS} tags; this change would give it {len(after)}",
+                field="set",
+            )
+        return after
+
+
+def validate_tag_change(body: object) -> TagChange:
+    """``{"set": {key: value}, "remove": [key]}``, either part optional but not both; a key
+    may not be both set and removed."""
+    if not isinstance(body, dict):
+        raise ValidationError("Request body must be a JSON object")
+    if body.get("set") is None and body.get("remove") is None:
+        raise ValidationError(
+            'Give the tags to set ({"set": {...}}) or the keys to remove ({"remove": [...]})'
+        )
+    set_tags = {} if body.get("set") is None else validate_tags(body["set"], "set")
+    remove = () if body.get("remove") is None else tuple(validate_tag_keys(body["remove"]))
+    both = sorted(set(set_tags) & set(remove))
+    if both:
+        raise ValidationError(f"Tag {both[0]!r} cannot be both set and removed", field="remove")
+    return TagChange(set_tags, remove)
+
+
+def parse_tag(text: str, *, value_needed: bool = True, field: str = "tag") -> tuple[str, str | None]:
+    """``KEY=VALUE`` (the first ``=`` splits) as (key, value); ``KEY`` alone is (key, None)
+    where no value is needed (a filter on the key). ValidationError (400) otherwise."""
+    key, equals, value = text.partition("=")
+    if not equals:
+        if value_needed:
+            raise ValidationError(f"A tag is KEY=VALUE, not {text[:80]!r}", field=field)
+        return validate_tag_key(key, field), None
+    checked = validate_tag_key(key, field)
+    return checked, validate_tag_value(value, checked, field)

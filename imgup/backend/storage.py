@@ -395,6 +395,9 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     version_id: str | None = None
+    tags: Mapping[str, str] | None = None
+    tags_version: int | None = None
+    """How many times the tags were changed (``tagsVersion``): the condition of the next change."""
 
     def to_item(self) -> dict[str, dict[str, str]]:
         item = {
@@ -421,6 +424,7 @@ class ImageRecord:
         for name, number in numbers.items():
             if number is not None:
                 item[name] = {"N": str(number)}
+        item.update(tag_attributes(self.tags, self.tags_version))
         return item
 
     @classmethod
@@ -448,7 +452,27 @@ class ImageRecord:
             width=number("width"),
             height=number("height"),
             version_id=text("versionId"),
+            tags=tags_of(item),
+            tags_version=number("tagsVersion"),
         )
+
+
+def tag_attributes(tags: Mapping[str, str] | None, version: int | None) -> dict[str, Any]:
+    """The attributes that hold an image's tags: ``tags`` (a map; absent when there are none)
+    and ``tagsVersion``."""
+    item: dict[str, Any] = {}
+    if tags:
+        item["tags"] = {"M": {key: {"S": value} for key, value in tags.items()}}
+    if version is not None:
+        item["tagsVersion"] = {"N": str(version)}
+    return item
+
+
+def tags_of(item: Mapping[str, Any]) -> dict[str, str] | None:
+    value = item.get("tags")
+    if not isinstance(value, Mapping) or not isinstance(value.get("M"), Mapping):
+        return None
+    return {str(k): str(v.get("S", "")) for k, v in value["M"].items() if isinstance(v, Mapping)} or None
 
 
 BATCH_WRITE_SIZE = 25
@@ -617,6 +641,46 @@ class ImageStore:
                 UpdateExpression=update,
                 ConditionExpression="#status = :expected",
                 ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                item = exc.response.get("Item")
+                return Transition(False, ImageRecord.from_item(item) if item else None)
+            raise
+        return Transition(True)
+
+    def replace_tags(self, record: ImageRecord, tags: Mapping[str, str]) -> Transition:
+        """Give a ready record these tags, if nobody changed its tags since ``record`` was read
+        (``tagsVersion``) and it is still ready; else the record as it is now."""
+        version = record.tags_version or 0
+        assign: dict[str, Any] = {"tagsVersion": {"N": str(version + 1)}}
+        if tags:
+            assign["tags"] = tag_attributes(tags, None)["tags"]
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in assign)
+        if not tags:
+            update += " REMOVE #tags"
+        condition = "#status = :ready AND " + (
+            "#tagsVersion = :seen"
+            if record.tags_version is not None
+            else "attribute_not_exists(#tagsVersion)"
+        )
+        values = {f":{name}": value for name, value in assign.items()}
+        values[":ready"] = {"S": READY}
+        if record.tags_version is not None:
+            values[":seen"] = {"N": str(version)}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"imageId": {"S": record.image_id}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#tags": "tags",
+                    "#tagsVersion": "tagsVersion",
+                },
                 ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )

@@ -462,6 +462,7 @@ def test_an_upload_presigns_then_puts_exactly_the_signed_headers_and_the_bytes_t
         "height": 1,
         "sha256": photo.sha256,
         "uploadedAt": None,
+        "tags": {},
         "fileUrl": grant["fileUrl"],
     }
     kinds = [type(e) for e in run.events if not isinstance(e, Sent)]
