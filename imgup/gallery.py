@@ -89,6 +89,12 @@ class PageConfig:
                 }
                 for file_type in sorted(rules.ALLOWED_TYPES)
             ],
+            "tags": {
+                "maxTags": rules.MAX_TAGS,
+                "maxKeyChars": rules.MAX_TAG_KEY_CHARS,
+                "maxValueChars": rules.MAX_TAG_VALUE_CHARS,
+                "keyPattern": rules.TAG_KEY_PATTERN.pattern,
+            },
             **self.extra,
         }
 

@@ -7,6 +7,7 @@
 //   PUT uploadUrl                the bytes, straight to storage, with exactly uploadHeaders
 //   POST /uploads/complete       verify and list the stored files
 //   GET, DELETE /images/{id}     a fresh link; delete
+//   POST /images/{id}/tags       set and remove tags
 // Every string from the API or a file name is shown as text (textContent), never as HTML.
 "use strict";
 
@@ -137,13 +138,60 @@
     }
   }
 
+  // --- tags ------------------------------------------------------------------------------------
+  // The API's tag rules (imgup.backend.rules), with the limits the deployment gives in config.json.
+
+  const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]/;
+
+  function checkTag(rawKey, value) {
+    const rules = state.config.tags;
+    const key = rawKey.toLowerCase();
+    if (!key || key.length > rules.maxKeyChars || !new RegExp(`^(?:${rules.keyPattern})$`).test(key)) {
+      throw new Error(`Invalid tag key '${rawKey}': a key is 1 to ${rules.maxKeyChars} letters, digits, '_', '.', ':' or '-', starting with a letter or a digit.`);
+    }
+    if (value === undefined) return [key, undefined];
+    if ([...value].length > rules.maxValueChars) throw new Error(`The value of tag '${key}' must be at most ${rules.maxValueChars} characters.`);
+    if (CONTROL.test(value)) throw new Error(`The value of tag '${key}' must not contain control characters.`);
+    if (value !== value.trim()) throw new Error(`The value of tag '${key}' must not start or end with a blank.`);
+    return [key, value];
+  }
+
+  function parsePair(text, valueNeeded = true) {
+    const at = text.indexOf("=");
+    if (at < 0) {
+      if (valueNeeded) throw new Error(`A tag is KEY=VALUE, not '${text}'.`);
+      return checkTag(text, undefined);
+    }
+    return checkTag(text.slice(0, at).trim(), text.slice(at + 1).trim());
+  }
+
+  function parseTagList(text) {
+    // "k=v, k2=v2": the upload area's tags (a value cannot hold a comma there).
+    const tags = {};
+    for (const pair of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+      const [key, value] = parsePair(pair);
+      if (key in tags) throw new Error(`Tag key '${key}' is given twice (keys ignore case).`);
+      tags[key] = value;
+    }
+    if (Object.keys(tags).length > state.config.tags.maxTags) {
+      throw new Error(`An image has at most ${state.config.tags.maxTags} tags.`);
+    }
+    return tags;
+  }
+
+  function tagText(key, value) {
+    return `${key}=${value}`;
+  }
+
   // --- filters ---------------------------------------------------------------------------------
 
   function filters() {
-    return {
-      name: $("filter-name").value.trim(),
-      type: $("filter-type").value,
-    };
+    let tag = null;
+    const typed = $("filter-tag").value.trim();
+    if (typed) {
+      try { tag = parsePair(typed, false); } catch { tag = ["", ""]; } // matches nothing
+    }
+    return { name: $("filter-name").value.trim(), type: $("filter-type").value, tag };
   }
 
   function namePattern(text) {
@@ -159,6 +207,11 @@
     const pattern = namePattern(wanted.name);
     if (pattern && !pattern.test(image.fileName || "")) return false;
     if (wanted.type && image.fileType !== wanted.type) return false;
+    if (wanted.tag) {
+      const [key, value] = wanted.tag;
+      const tags = image.tags || {};
+      if (!(key in tags) || (value !== undefined && tags[key] !== value)) return false;
+    }
     return true;
   }
 
@@ -168,6 +221,9 @@
     const wanted = filters();
     if (wanted.name) params.set("name", /[*?]/.test(wanted.name) ? wanted.name : `*${wanted.name}*`);
     if (wanted.type) params.set("type", wanted.type);
+    if (wanted.tag && wanted.tag[0]) {
+      params.set("tag", wanted.tag[1] === undefined ? wanted.tag[0] : tagText(...wanted.tag));
+    }
     return `/images?${params}`;
   }
 
@@ -217,8 +273,30 @@
       "aria-label",
       `${image.fileName}, ${typeLabel(image.fileType)}, ${formatSize(image.fileSize)}, ${formatDate(image.uploadedAt)}`,
     );
+    fillTileTags(tile, image);
     button.addEventListener("click", () => openViewer(state.images.indexOf(state.byId.get(image.imageId)), button));
     return tile;
+  }
+
+  function fillTileTags(tile, image) {
+    const box = tile.querySelector(".tile-tags");
+    const entries = Object.entries(image.tags || {}).sort(([a], [b]) => a.localeCompare(b));
+    box.replaceChildren(...entries.slice(0, 3).map(([key, value]) => {
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.textContent = tagText(key, value);
+      return chip;
+    }));
+    if (entries.length > 3) {
+      const more = document.createElement("span");
+      more.className = "chip";
+      more.textContent = `+${entries.length - 3}`;
+      box.append(more);
+    }
+    const button = tile.querySelector(".tile-open");
+    const label = (button.getAttribute("aria-label") || "").replace(/, tags: .*$/, "");
+    button.setAttribute("aria-label", entries.length
+      ? `${label}, tags: ${entries.map(([k, v]) => tagText(k, v)).join(", ")}` : label);
   }
 
   async function refreshLink(image, img) {
@@ -261,7 +339,7 @@
 
   function showEmpty() {
     const wanted = filters();
-    setState("empty", wanted.name || wanted.type
+    setState("empty", wanted.name || wanted.type || wanted.tag
       ? "No images match these filters."
       : "No images yet. Drop some above, or choose them with the button.");
   }
@@ -430,9 +508,7 @@
 
   async function presign(items) {
     // One grant or refusal per item, in order: POST /uploads in batches, else POST /upload each.
-    const bodies = items.map((item) => ({
-      fileName: item.file.name, fileType: item.type, fileSize: item.file.size, sha256: item.sha256,
-    }));
+    const bodies = items.map((item) => uploadBody(item));
     const grants = [];
     for (let start = 0; start < bodies.length; start += state.config.maxBatch) {
       const chunk = bodies.slice(start, start + state.config.maxBatch);
@@ -457,10 +533,14 @@
     return grants.map((grant) => ({ ...grant, grantedAt: Date.now() }));
   }
 
+  function uploadBody(item) {
+    const body = { fileName: item.file.name, fileType: item.type, fileSize: item.file.size, sha256: item.sha256 };
+    if (item.tags && Object.keys(item.tags).length) body.tags = item.tags;
+    return body;
+  }
+
   async function freshGrant(item) {
-    return { ...(await api("POST", "/upload", {
-      fileName: item.file.name, fileType: item.type, fileSize: item.file.size, sha256: item.sha256,
-    })), grantedAt: Date.now() };
+    return { ...(await api("POST", "/upload", uploadBody(item))), grantedAt: Date.now() };
   }
 
   function completer() {
@@ -509,7 +589,15 @@
 
   async function uploadFiles(files) {
     if (!state.config || !files.length) return;
-    const items = files.map((file) => ({ file, row: uploadRow(file) }));
+    let tags;
+    try {
+      tags = parseTagList($("upload-tags").value);
+    } catch (error) {
+      uploadError(`Tags for new uploads: ${error.message} Nothing was uploaded.`);
+      $("upload-tags").focus();
+      return;
+    }
+    const items = files.map((file) => ({ file, tags, row: uploadRow(file) }));
     for (const item of items) item.row.status("Checking");
     const checks = await Promise.all(items.map((item) => checkFile(item.file)));
     const good = [];
@@ -610,11 +698,52 @@
     detail(list, "Uploaded", formatDate(image.uploadedAt));
     if (image.sha256) detail(list, "SHA-256", image.sha256);
     detail(list, "Id", image.imageId);
+    showViewerTags(image);
     $("viewer-open").href = image.fileUrl;
     $("viewer-prev").disabled = index === 0;
     $("viewer-next").disabled = index === state.images.length - 1 && state.done;
     $("viewer-confirm").hidden = true;
     $("viewer-error").replaceChildren();
+  }
+
+  function showViewerTags(image) {
+    const list = $("viewer-tag-list");
+    const entries = Object.entries(image.tags || {}).sort(([a], [b]) => a.localeCompare(b));
+    if (!entries.length) {
+      const none = document.createElement("li");
+      none.className = "none";
+      none.textContent = "No tags yet.";
+      list.replaceChildren(none);
+      return;
+    }
+    list.replaceChildren(...entries.map(([key, value]) => {
+      const item = document.createElement("li");
+      const text = document.createElement("span");
+      text.textContent = tagText(key, value);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "✕";
+      remove.setAttribute("aria-label", `Remove tag ${tagText(key, value)}`);
+      remove.addEventListener("click", () => changeTags(image, { remove: [key] }));
+      item.append(text, remove);
+      return item;
+    }));
+  }
+
+  async function changeTags(image, change) {
+    $("viewer-error").replaceChildren();
+    try {
+      const fresh = await api("POST", `/images/${encodeURIComponent(image.imageId)}/tags`, change, { retries: 1 });
+      image.tags = fresh.tags || {};
+    } catch (error) {
+      alertBox($("viewer-error"), `The tags of ${image.fileName} were not changed: ${error.message}`);
+      return false;
+    }
+    const tile = $("grid").querySelector(`[data-id="${CSS.escape(image.imageId)}"]`);
+    if (tile) fillTileTags(tile, image);
+    if (state.images[state.viewerIndex] === image) showViewerTags(image);
+    announce(`Tags of ${image.fileName}: ${Object.entries(image.tags).map(([k, v]) => tagText(k, v)).join(", ") || "none"}`);
+    return true;
   }
 
   function openViewer(index, opener) {
@@ -710,6 +839,21 @@
       $("viewer-delete").focus();
     });
     $("viewer-confirm-delete").addEventListener("click", deleteShown);
+    $("viewer-tag-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const image = state.images[state.viewerIndex];
+      const input = $("viewer-tag-input");
+      if (!image || !input.value.trim()) return;
+      let pair;
+      try {
+        pair = parsePair(input.value.trim());
+      } catch (error) {
+        $("viewer-error").replaceChildren();
+        alertBox($("viewer-error"), error.message);
+        return;
+      }
+      if (await changeTags(image, { set: { [pair[0]]: pair[1] } })) input.value = "";
+    });
     dialog.addEventListener("keydown", (event) => {
       if (event.target instanceof HTMLInputElement) return;
       if (event.key === "ArrowLeft") { event.preventDefault(); step(-1); }
@@ -739,10 +883,12 @@
     let timer = null;
     const changed = () => { window.clearTimeout(timer); timer = window.setTimeout(reload, 250); };
     $("filter-name").addEventListener("input", changed);
+    $("filter-tag").addEventListener("input", changed);
     select.addEventListener("change", reload);
     $("filters").addEventListener("submit", (event) => { event.preventDefault(); reload(); });
     $("filter-clear").addEventListener("click", () => {
       $("filter-name").value = "";
+      $("filter-tag").value = "";
       select.value = "";
       reload();
     });

@@ -181,7 +181,88 @@ def test_the_page_can_be_used_with_the_keyboard_alone(tab) -> None:
     assert page.get_by_label(re.compile("Choose images")).get_attribute("type") == "file"
 
 
+def test_tags_given_at_upload_edited_in_the_viewer_and_filtered_by_round_trip_through_the_api(
+    tab, local_stack, tmp_path: Path
+) -> None:
+    page = tab.page
+    page.get_by_label("Tags for new uploads (optional)").fill("Trip=Iceland, camera=x100")
+    upload(page, copies(tmp_path, "tag", "sunset.jpg", "forest.gif"))
+    upload_tags = {"trip": "Iceland", "camera": "x100"}
+    images = stored(local_stack)
+    assert images["tag-sunset.jpg"]["tags"] == images["tag-forest.gif"]["tags"] == upload_tags
+    assert tile(page, "tag-sunset.jpg").locator(".chip").all_inner_texts() == ["camera=x100", "trip=Iceland"]
+
+    tile(page, "tag-sunset.jpg").locator(".tile-open").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Add a tag (KEY=VALUE)").fill("Place=Vík, south")
+    dialog.get_by_role("button", name="Add tag").click()
+    dialog.get_by_text("place=Vík, south").wait_for()
+    dialog.get_by_role("button", name="Remove tag camera=x100").click()
+    dialog.get_by_role("button", name="Remove tag camera=x100").wait_for(state="detached")
+    dialog.get_by_label("Add a tag (KEY=VALUE)").fill("bad key=1")
+    dialog.get_by_role("button", name="Add tag").click()
+    assert "Invalid tag key 'bad key'" in dialog.get_by_role("alert").inner_text()
+    page.keyboard.press("Escape")
+
+    edited = {"trip": "Iceland", "place": "Vík, south"}
+    assert stored(local_stack)["tag-sunset.jpg"]["tags"] == edited
+    assert tile(page, "tag-sunset.jpg").locator(".chip").all_inner_texts() == [
+        "place=Vík, south",
+        "trip=Iceland",
+    ]
+
+    page.get_by_label("Tag", exact=True).fill("place=Vík, south")
+    shown_names = "() => [...document.querySelectorAll('.tile-name')].map(n => n.textContent).join()"
+    page.wait_for_function(f"() => ({shown_names})() === 'tag-sunset.jpg'")
+    page.get_by_label("Tag", exact=True).fill("camera")
+    page.wait_for_function(f"() => ({shown_names})() === 'tag-forest.gif'")
+    assert any(call.startswith("GET /images?") and "tag=camera" in call for call in tab.api_calls)
+
+
+def test_bad_tags_for_new_uploads_stop_the_upload_before_any_request(
+    tab, local_stack, tmp_path: Path
+) -> None:
+    before = {image["imageId"] for image in stored(local_stack).values()}
+    tab.api_calls.clear()
+    tab.page.get_by_label("Tags for new uploads (optional)").fill("trip=Iceland, oops")
+    tab.page.set_input_files("#file-input", [str(f) for f in copies(tmp_path, "badtag", "ocean.png")])
+    alert = tab.page.get_by_role("alert")
+    alert.wait_for()
+    assert alert.inner_text() == "Tags for new uploads: A tag is KEY=VALUE, not 'oops'. Nothing was uploaded."
+    assert [call for call in tab.api_calls if call.startswith("POST")] == []
+    assert {image["imageId"] for image in stored(local_stack).values()} == before
+
+
+def test_a_listing_that_fails_shows_the_error_and_a_way_to_try_again(chromium, gallery) -> None:
+    seen = open_gallery(chromium, gallery)
+    page = seen.page
+    try:
+        failing = [True]
+        failures: list[str] = []
+
+        def fail(route) -> None:
+            if failing[0]:
+                failures.append(route.request.url)
+                route.fulfill(status=500, json={"error": "Internal server error", "requestId": "r-1"})
+            else:
+                route.fallback()
+
+        page.route("**/images?*", fail)
+        page.get_by_label("Name").fill("anything")  # a new listing, which fails (after its retries)
+        alert = page.get_by_role("alert")
+        alert.wait_for()
+        assert alert.inner_text() == "The gallery could not be loaded: Internal server error"
+        assert len(failures) == 4  # the first request and 3 retries
+        failing[0] = False
+        page.get_by_role("button", name="Try again").click()
+        alert.wait_for(state="detached")
+        page.get_by_text("No images match these filters.").wait_for()
+    finally:
+        page.context.close()
+
+
 def test_screenshots_at_desktop_and_phone_width(chromium, gallery, tab, tmp_path: Path) -> None:
+    tab.page.get_by_label("Tags for new uploads (optional)").fill("set=examples")
     upload(tab.page, copies(tmp_path, "shot", "sunset.jpg", "ocean.png", "dusk.webp", "forest.gif"))
     shots = [screenshot(tab.page, "desktop")]
     tab.page.locator(".tile-open").first.click()
