@@ -508,6 +508,12 @@ def _tags(pairs: list[str], what: str = "--tag") -> dict[str, str]:
         ) from None
 
 
+def _selecting(stack_name: str | None, region: str | None, local: bool | None) -> Any:
+    from . import context
+
+    return context.settings(stack_name=stack_name, region=region, target=_target(local))
+
+
 def _tag_keys(keys: list[str]) -> list[str]:
     from .backend import rules
 
@@ -517,11 +523,13 @@ def _tag_keys(keys: list[str]) -> list[str]:
         raise UsageError(f"{exc.message}.") from None
 
 
-def _tag_command(image_id: str, set_tags: dict[str, str], remove: list[str], fmt: output.Format) -> None:
+def _tag_command(
+    image_id: str, set_tags: dict[str, str], remove: list[str], fmt: output.Format, settings: Any
+) -> None:
     from . import context
     from .images import change_tags
 
-    api = context.image_api(context.settings())
+    api = context.image_api(settings)
     columns = [output.NAME, output.TAGS, output.ID]
     emitter = output.Emitter(fmt, IMAGE_FIELDS, columns=columns, plain=("imageId", "tags"))
     emitter.hints["tags"] = output.tags_width([{"tags": set_tags}], most=60)
@@ -536,6 +544,9 @@ def tag(
     jsonl: bool = JsonlOut,
     csv_out: bool = CsvOut,
     quiet: bool = QuietOut,
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
     """Tag an image.
 
@@ -544,7 +555,9 @@ def tag(
     Example: imgup tag 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b trip=iceland camera=x100
     """
     fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
-    _tag_command(image_id, _tags(pairs, "imgup tag"), [], fmt)
+    tags = _tags(pairs, "imgup tag")
+    settings = _selecting(stack_name, region, local)
+    _tag_command(image_id, tags, [], fmt, settings)
 
 
 @app.command()
@@ -555,6 +568,9 @@ def untag(
     jsonl: bool = JsonlOut,
     csv_out: bool = CsvOut,
     quiet: bool = QuietOut,
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
     """Remove tags from an image.
 
@@ -563,7 +579,8 @@ def untag(
     Example: imgup untag 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b camera
     """
     fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
-    _tag_command(image_id, {}, _tag_keys(keys), fmt)
+    keys = _tag_keys(keys)
+    _tag_command(image_id, {}, keys, fmt, _selecting(stack_name, region, local))
 
 
 SHOW_FIELDS = (*IMAGE_FIELDS, "objectKey")

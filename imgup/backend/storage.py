@@ -634,14 +634,25 @@ class ImageStore:
         names = {f"#{name}": name for name in [*assign, *remove, "status"]}
         values = {f":{name}": dict(value) for name, value in assign.items()}
         values[":expected"] = {"S": expected}
+        return self._update_if(image_id, update, "#status = :expected", names, values)
+
+    def _update_if(
+        self,
+        image_id: str,
+        update: str,
+        condition: str,
+        names: Mapping[str, str],
+        values: Mapping[str, Any],
+    ) -> Transition:
+        """One conditional UpdateItem; when its condition fails, the record as it is (ALL_OLD)."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"imageId": {"S": image_id}},
                 UpdateExpression=update,
-                ConditionExpression="#status = :expected",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=dict(names),
+                ExpressionAttributeValues=dict(values),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -670,26 +681,8 @@ class ImageStore:
         values[":ready"] = {"S": READY}
         if record.tags_version is not None:
             values[":seen"] = {"N": str(version)}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"imageId": {"S": record.image_id}},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#tags": "tags",
-                    "#tagsVersion": "tagsVersion",
-                },
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                item = exc.response.get("Item")
-                return Transition(False, ImageRecord.from_item(item) if item else None)
-            raise
-        return Transition(True)
+        names = {"#status": "status", "#tags": "tags", "#tagsVersion": "tagsVersion"}
+        return self._update_if(record.image_id, update, condition, names, values)
 
     def delete(self, image_id: str) -> ImageRecord | None:
         """Delete a record and return it, or None when there was none."""

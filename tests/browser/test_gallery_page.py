@@ -87,6 +87,13 @@ def test_the_viewer_opens_from_the_keyboard_steps_with_the_arrow_keys_and_closes
     assert dialog.locator("#viewer-position").inner_text().startswith("Image 2 of ")
     tab.page.keyboard.press("ArrowLeft")
     assert dialog.locator("#viewer-title").inner_text() == first
+    with tab.page.expect_download() as saving:
+        dialog.get_by_role("button", name="Download").click()
+    saved = tmp_path / "saved"
+    saving.value.save_as(saved)
+    assert saving.value.suggested_filename == first
+    assert saved.read_bytes() == (tmp_path / first).read_bytes()  # through the bucket's CORS GET
+    assert dialog.get_by_role("link", name="Open original").get_attribute("target") == "_blank"
     tab.page.keyboard.press("Escape")
 
     dialog.wait_for(state="hidden")
