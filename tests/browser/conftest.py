@@ -144,6 +144,14 @@ def tab(chromium, gallery: Gallery) -> Iterator[Browsing]:
 
 
 def screenshot(page, name: str, *, full_page: bool = True) -> Path:
+    if full_page:  # lazy images load as they come into view: bring each in, then back up
+        page.evaluate(
+            "async () => { for (const img of document.querySelectorAll('#grid img')) {"
+            " img.scrollIntoView(); await new Promise(r => setTimeout(r, 20)); } window.scrollTo(0, 0); }"
+        )
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)

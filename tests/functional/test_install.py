@@ -86,6 +86,7 @@ def test_building_the_package_prints_no_warning_and_declares_its_floor(tmp_path:
         metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "imgup/infra.yaml" in names
     # The gallery page (imgup gallery) is package data: nothing to build, nothing to fetch.
-    assert {f"imgup/web/{n}" for n in ("index.html", "gallery.js", "gallery.css", "favicon.svg")} <= set(names)
+    page = {f"imgup/web/{n}" for n in ("index.html", "gallery.js", "gallery.css", "favicon.svg")}
+    assert page <= set(names)
     assert "Requires-Python: >=3.11" in metadata
     assert "License-Expression: MIT" in metadata
