@@ -86,6 +86,18 @@ def status(state_dir: Path | None = None) -> LocalStack | None:
     return None
 
 
+def server_command(state_dir: Path) -> list[str]:
+    """The command line of the background process.
+
+    ``-P`` (Python 3.11+) keeps the working directory off ``sys.path``: ``python -m`` puts
+    it first, so a folder ``imgup/local`` there (``~/.config`` holds imgup's own
+    ``imgup/local``) would shadow an editable install's package and the process would not
+    start. The process also runs in its state directory, so nothing of the caller's folder
+    can reach it.
+    """
+    return [sys.executable, "-P", "-m", "imgup.local.server", "--state-dir", str(state_dir.resolve())]
+
+
 def start(state_dir: Path | None = None) -> tuple[LocalStack, bool]:
     """Return the running local stack, starting one if needed; True when it was started."""
     state_dir = state_dir or local_state_dir()
@@ -100,7 +112,8 @@ def start(state_dir: Path | None = None) -> tuple[LocalStack, bool]:
     log_path = state_dir / LOG_FILE
     with open(log_path, "ab") as log_handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "imgup.local.server", "--state-dir", str(state_dir)],
+            server_command(state_dir),
+            cwd=state_dir,
             stdin=subprocess.DEVNULL,
             stdout=log_handle,
             stderr=log_handle,
