@@ -7,6 +7,7 @@ modules, which take them as parameters so that tests can pass others.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -87,20 +88,23 @@ def deploy(
     reserved_concurrency: int | None = None,
 ) -> Any:
     from .deployer import deploy as run_deploy
+    from .local import control
 
-    target = _local_target(settings.region) if local else aws_target(settings.profile, settings.region)
-    waiter = _waiter(local, timeout)
-    result = run_deploy(
-        target,
-        settings.stack_name,
-        StderrReporter(),
-        waiter,
-        local=local,
-        profile=settings.profile,
-        alert_email=alert_email,
-        reserved_concurrency=reserved_concurrency,
-    )
-    config.save_deployment(result.deployment, result.api_key)
+    # Concurrent local deploys take turns (the second finds the first one's stack).
+    with control.deploying() if local else contextlib.nullcontext():
+        target = _local_target(settings.region) if local else aws_target(settings.profile, settings.region)
+        waiter = _waiter(local, timeout)
+        result = run_deploy(
+            target,
+            settings.stack_name,
+            StderrReporter(),
+            waiter,
+            local=local,
+            profile=settings.profile,
+            alert_email=alert_email,
+            reserved_concurrency=reserved_concurrency,
+        )
+        config.save_deployment(result.deployment, result.api_key)
     return result
 
 
