@@ -17,11 +17,11 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 from .lambdas import LambdaRunner, TtlCache
+from .wire import BodyError, known_regions, read_body, respond, status_line
 
 log = logging.getLogger("imgup.local")
 PREFIX = "/_api/"
@@ -105,15 +105,15 @@ class ApiGatewayEmulator:
     # --- WSGI ---------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        status, headers, body = self.handle(environ)
-        start_response(status, list(headers.items()))
-        return [body]
+        return respond(self.handle(environ), start_response)
 
     def handle(self, environ: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
         parts = environ.get("PATH_INFO", "")[len(PREFIX) :].split("/", 3)
         if len(parts) < 3 or not all(parts[:3]):
             return _gateway_answer(403, "Missing Authentication Token")
         region, api_id, stage = parts[:3]
+        if region not in known_regions():
+            return _gateway_answer(403, "Forbidden")
         path = "/" + (parts[3] if len(parts) > 3 else "")
         method = environ.get("REQUEST_METHOD", "GET").upper()
         try:
@@ -132,10 +132,12 @@ class ApiGatewayEmulator:
         api_key = headers.get("x-api-key", "")
         if route.api_key_required and api_key not in self.valid_keys(region, api_id, stage):
             return _gateway_answer(403, "Forbidden")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_PAYLOAD:
-            return _gateway_answer(413, "Request Too Long")
-        raw = environ["wsgi.input"].read(length) if length else b""
+        try:
+            raw = read_body(environ, MAX_PAYLOAD)
+        except BodyError as exc:
+            if exc.kind == "too-large":
+                return _gateway_answer(413, "Request Too Long")
+            return _gateway_answer(400, exc.message)
         if route.function_arn is None:
             return _gateway_answer(500, "Internal server error")
         event = _proxy_event(environ, route, found.groupdict(), headers, raw, api_id, stage)
@@ -148,13 +150,20 @@ class ApiGatewayEmulator:
             return _gateway_answer(502, "Internal server error")
 
 
+_ERROR_TYPES = {
+    400: "BadRequestException",
+    403: "ForbiddenException",
+    413: "RequestEntityTooLargeException",
+}
+
+
 def _gateway_answer(status: int, message: str) -> tuple[str, dict[str, str], bytes]:
     headers = {
         **CORS_HEADERS,
         "Content-Type": "application/json",
-        "x-amzn-ErrorType": "ForbiddenException" if status == 403 else "InternalServerErrorException",
+        "x-amzn-ErrorType": _ERROR_TYPES.get(status, "InternalServerErrorException"),
     }
-    return _status_line(status), headers, json.dumps({"message": message}).encode()
+    return status_line(status), headers, json.dumps({"message": message}).encode()
 
 
 def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
@@ -220,12 +229,4 @@ def _proxy_answer(answer: Any) -> tuple[str, dict[str, str], bytes]:
         headers[str(key)] = ",".join(str(v) for v in values)
     body = answer.get("body") or ""
     data = base64.b64decode(body) if answer.get("isBase64Encoded") else str(body).encode()
-    status = answer["statusCode"]
-    return _status_line(status), headers, data
-
-
-def _status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Status"
+    return status_line(answer["statusCode"]), headers, data

@@ -14,6 +14,7 @@ stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts and stops it.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -28,10 +29,21 @@ from urllib.parse import parse_qs, unquote
 from .apigateway import PREFIX, ApiGatewayEmulator
 from .lambdas import LambdaRunner
 from .notifications import NotificationRouter
+from .wire import Answer, BodyError, aws_error, declared_length, known_regions, read_body, respond, scope_of
 
 HEALTH_PATH = "/_imgup/health"
 STATE_FILE = "local.json"
 LOG_FILE = "local.log"
+READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
+READ_TIMEOUT = 20.0  # seconds a request may leave its socket silent (S3's RequestTimeout)
+INTERNAL_ERROR = "We encountered an internal error. Please try again."
+MAX_OBJECT_BYTES = 5 * 1024**3  # S3's largest single PUT
+_BODY_ERRORS = {
+    "incomplete": "IncompleteBody",
+    "timeout": "RequestTimeout",
+    "too-large": "EntityTooLarge",
+    "malformed": "BadRequest",
+}
 log = logging.getLogger("imgup.local")
 
 
@@ -65,30 +77,102 @@ class LocalStackApp:
         self.notifications = NotificationRouter(self.runner)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # No request may take the process down or come back as an HTML page: whatever
+        # escapes below becomes an AWS-shaped 500 and a line in the log.
+        try:
+            return self._route(environ, start_response)
+        except Exception:
+            log.exception("%s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:200])
+            return respond(aws_error(environ, 500, "InternalError", INTERNAL_ERROR), start_response)
+
+    def _route(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps({"status": "ok", "pid": os.getpid()}).encode()]
+            health = json.dumps({"status": "ok", "pid": os.getpid()}).encode()
+            return respond(("200 OK", {"Content-Type": "application/json"}, health), start_response)
         if path.startswith(PREFIX):
             return self.api(environ, start_response)
+        refusal = _refusal(environ)
+        if refusal is not None:
+            return respond(refusal, start_response)
         created = _created_event(environ)
-        if created is None:
-            return self.moto(environ, start_response)
-        region = NotificationRouter.region_of(environ)
-        if region is None:
-            return self.moto(environ, start_response)
-        status: list[str] = []
-
-        def capture(code: str, headers: Any, exc_info: Any = None) -> Any:
-            status.append(code)
-            return start_response(code, headers, exc_info)
-
-        body = list(self.moto(environ, capture))
-        if status and status[0].startswith("200"):
+        region = scope.region if created and (scope := scope_of(environ)) else None
+        status, headers, body = self._moto(environ)
+        if created and region and status.startswith("200"):
             bucket, key, name = created
-            size = int(environ.get("CONTENT_LENGTH") or 0)
+            size = int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or 0)
             self.notifications.object_created(region, bucket, key, size, name)
+        start_response(status, headers)
         return body
+
+    def _moto(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        """moto's answer, whole. An exception in moto, or its HTML error page, becomes an
+        error the caller's SDK can parse (and retry, as it would a 500 from AWS)."""
+        answer: dict[str, Any] = {}
+        extra: list[bytes] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer["status"], answer["headers"] = status, headers
+            return extra.append
+
+        try:
+            result = self.moto(environ, capture)
+            try:
+                body = [*extra, *result]
+            finally:
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+        except Exception:
+            log.exception("moto failed on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            answer = {}
+        status = answer.get("status", "500")
+        content_type = dict((k.lower(), v) for k, v in answer.get("headers", [])).get("content-type", "")
+        if not answer or (status.startswith("5") and content_type.startswith("text/html")):
+            failed, headers, data = aws_error(environ, 500, "InternalError", INTERNAL_ERROR)
+            return failed, [*headers.items(), ("Content-Length", str(len(data)))], [data]
+        return status, answer["headers"], body
+
+
+def _refusal(environ: dict[str, Any]) -> Answer | None:
+    """An error for a request that must not reach moto, which would answer it with an HTML
+    page or wait forever: a body that is not what its Content-Length says, or a region that
+    AWS does not have. A body that reads well is handed on to moto in memory."""
+    try:
+        if declared_length(environ) or environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"] = io.BytesIO(read_body(environ, MAX_OBJECT_BYTES))
+    except BodyError as exc:
+        code = _BODY_ERRORS.get(exc.kind, "BadRequest")
+        return aws_error(environ, 400, code, exc.message)
+    scope = scope_of(environ)
+    if scope is not None and scope.region not in known_regions():
+        code = "AuthorizationHeaderMalformed" if scope.service == "s3" else "InvalidRegion"
+        region = scope.region[:60]
+        return aws_error(
+            environ,
+            400,
+            code,
+            f"The local stack serves the regions AWS has, and {region!r} is not one; "
+            "use a region such as us-east-1.",
+        )
+    return None
+
+
+def _read_timeout() -> float:
+    try:
+        value = float(os.environ.get(READ_TIMEOUT_ENV) or READ_TIMEOUT)
+    except ValueError:
+        value = READ_TIMEOUT
+    return value if 0 < value <= 3600 else READ_TIMEOUT
+
+
+def _handler(timeout: float) -> Any:
+    """moto's request handler (it keeps the underscores of S3 metadata headers) with a
+    socket timeout: a client that stops sending in the middle of a request line, its headers
+    or its body gets an error after ``timeout`` seconds instead of holding a thread forever."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    return type("LocalStackRequestHandler", (MotoRequestHandler,), {"timeout": timeout})
 
 
 def serve(state_dir: Path, port: int = 0) -> None:
@@ -108,7 +192,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         return holder["app"](environ, start_response)
 
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_handler(_read_timeout()))
     endpoint = f"http://127.0.0.1:{server.port}"
     holder["app"] = LocalStackApp(endpoint)
 

@@ -4,12 +4,17 @@ commands at once, and fed requests that no honest client sends."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
-from tests.conftest import IMGUP, Run
+from tests.conftest import IMGUP, LocalDeployment, Run, run_imgup
 from tests.isolation import isolated_env
 
 pytestmark = pytest.mark.e2e
@@ -133,3 +138,192 @@ def test_two_local_deploys_at_once_both_succeed_on_one_stack(tmp_path: Path) -> 
         assert listed.code == 0, listed.stderr
     finally:
         run_in(tmp_path, config_dir, "local", "stop")
+
+
+# --- requests no honest client sends ---------------------------------------------------------
+
+SHORT_WAIT = "2"  # seconds the stack waits for body bytes that never come (default 20)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    """A deployed local stack that gives up on a silent client after SHORT_WAIT seconds."""
+    config_dir = tmp_path_factory.mktemp("strict-config")
+    env = {**isolated_env(config_dir), "IMGUP_LOCAL_READ_TIMEOUT": SHORT_WAIT}
+    try:
+        deployed = run_imgup("deploy", "--local", env=env)
+        assert deployed.code == 0, deployed.stderr
+        info = run_imgup("status", "--json", "--show-key", env=env).json()
+        yield LocalDeployment(
+            config_dir, info["apiUrl"], info["apiKey"], info["endpointUrl"], info["bucket"], info["table"]
+        )
+    finally:
+        run_imgup("local", "stop", env=env)
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def raw_request(endpoint: str, head: str, body: bytes = b"", timeout: float = 60) -> RawAnswer:
+    """Send exactly these bytes (a request line and headers that httpx would refuse to send)
+    and read the answer until the server closes the connection."""
+    url = urlsplit(endpoint)
+    with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head_part, _, payload = data.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawAnswer(int(lines[0].split()[1]), headers, payload)
+
+
+def healthy(stack: LocalDeployment) -> bool:
+    return httpx.get(stack.endpoint_url + "/_imgup/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "length, body",
+    [("abc", b"{}"), ("-5", b"{}"), ("1e3", b"{}"), ("2, 2", b"{}"), ("9" * 30, b"{}"), ("100", b"{}")],
+    ids=["not-a-number", "negative", "exponent", "list", "huge", "longer-than-the-body"],
+)
+def test_the_api_answers_a_malformed_content_length_with_a_json_400(stack, length, body) -> None:
+    path = urlsplit(stack.api_url).path + "/upload"
+    answer = raw_request(
+        stack.endpoint_url,
+        f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nx-api-key: {stack.api_key}\n"
+        f"Content-Type: application/json\nContent-Length: {length}\n",
+        body,
+    )
+    assert answer.status == 400, answer.body[:300]
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["x-amzn-errortype"] == "BadRequestException"
+    assert answer.json()["message"]
+    assert healthy(stack)
+
+
+@pytest.mark.parametrize(
+    "length, body, code",
+    [("abc", b"xx", "BadRequest"), ("-1", b"xx", "BadRequest"), ("100", b"xx", "RequestTimeout")],
+    ids=["not-a-number", "negative", "longer-than-the-body"],
+)
+def test_s3_answers_a_malformed_content_length_with_an_s3_error(stack, length, body, code) -> None:
+    answer = raw_request(
+        stack.endpoint_url,
+        f"PUT /{stack.bucket}/images/x.png HTTP/1.1\nHost: 127.0.0.1\n"
+        f"Authorization: {signed_for('us-east-1', 's3')}\nContent-Length: {length}\n",
+        body,
+    )
+    assert answer.status == 400
+    assert f"<Code>{code}</Code>" in answer.body.decode()
+    assert healthy(stack)
+    s3 = local_client(stack, "s3")
+    assert s3.list_objects_v2(Bucket=stack.bucket).get("KeyCount", 0) == 0
+
+
+def local_client(stack: LocalDeployment, service: str, region: str = "us-east-1"):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=stack.endpoint_url,
+        region_name=region,
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
+
+
+def signed_for(region: str, service: str) -> str:
+    """An Authorization header whose credential scope names ``region`` and ``service`` (the
+    local stack checks no header signature: moto does not)."""
+    return (
+        f"AWS4-HMAC-SHA256 Credential=imgup-local/20260101/{region}/{service}/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=00"
+    )
+
+
+def test_deploy_local_to_a_region_aws_does_not_have_fails_cleanly_and_creates_nothing(stack) -> None:
+    attempt = stack.imgup("deploy", "--local", "--region", "nowhere-1")
+
+    assert attempt.code in (2, 4), attempt.stderr  # a usage error, or the stack's refusal
+    assert "nowhere-1" in attempt.stderr and "bug" not in attempt.stderr.lower()
+    assert "Traceback" not in attempt.stderr
+    assert healthy(stack)
+    buckets = [b["Name"] for b in local_client(stack, "s3").list_buckets()["Buckets"]]
+    assert not [name for name in buckets if "nowhere" in name]
+    assert stack.imgup("list", "--json").code == 0
+
+
+@pytest.mark.parametrize("service", ["sts", "s3", "cloudformation", "dynamodb", "lambda", "apigateway"])
+def test_an_sdk_call_for_a_region_aws_does_not_have_gets_an_error_it_can_parse(stack, service) -> None:
+    from botocore.exceptions import ClientError
+
+    client = local_client(stack, service, region="nowhere-1")
+    call = {
+        "sts": lambda: client.get_caller_identity(),
+        "s3": lambda: client.create_bucket(Bucket="imgup-nowhere"),
+        "cloudformation": lambda: client.describe_stacks(),
+        "dynamodb": lambda: client.list_tables(),
+        "lambda": lambda: client.list_functions(),
+        "apigateway": lambda: client.get_rest_apis(),
+    }[service]
+
+    with pytest.raises(ClientError) as raised:
+        call()
+
+    error = raised.value.response["Error"]
+    assert error["Code"] in {"InvalidRegion", "AuthorizationHeaderMalformed"}
+    assert "nowhere-1" in error["Message"]
+    assert healthy(stack)
+
+
+ODD_REGIONS = ["nowhere-1", "x", "US-EAST-1", "us-east-1x", "a" * 300, "..", "us-east-1%00", "\xff\xfe", ""]
+
+
+@pytest.mark.parametrize("region", ODD_REGIONS, ids=range(len(ODD_REGIONS)))
+@pytest.mark.parametrize("service", ["s3", "cloudformation", "dynamodb", "lambda"])
+def test_no_region_string_makes_the_stack_answer_a_5xx_or_die(stack, region, service) -> None:
+    requests = {
+        "s3": f"GET /{stack.bucket}?list-type=2 HTTP/1.1\n",
+        "cloudformation": "POST / HTTP/1.1\nContent-Type: application/x-www-form-urlencoded\n",
+        "dynamodb": "POST / HTTP/1.1\nX-Amz-Target: DynamoDB_20120810.ListTables\n"
+        "Content-Type: application/x-amz-json-1.0\n",
+        "lambda": "GET /2015-03-31/functions/ HTTP/1.1\n",
+    }
+    body = {"cloudformation": b"Action=DescribeStacks&Version=2010-05-15", "dynamodb": b"{}"}.get(
+        service, b""
+    )
+    head = requests[service] + (
+        f"Host: 127.0.0.1\nX-Amz-Date: 20260101T000000Z\nAuthorization: {signed_for(region, service)}\n"
+        f"Content-Length: {len(body)}\n"
+    )
+
+    answer = raw_request(stack.endpoint_url, head, body)
+
+    assert answer.status < 500, answer.body[:300]
+    assert not answer.body.lstrip().lower().startswith(b"<!doctype html")
+    assert healthy(stack)
+
+
+@pytest.mark.parametrize("region", ["nowhere-1", "x..y", "a" * 300, "%00"])
+def test_the_api_emulator_answers_403_for_a_region_aws_does_not_have(stack, region) -> None:
+    parts = urlsplit(stack.api_url).path.split("/")  # /_api/<region>/<api>/<stage>
+    parts[2] = region
+    answer = httpx.get(
+        stack.endpoint_url + "/".join(parts) + "/images", headers={"x-api-key": stack.api_key}, timeout=30
+    )
+
+    assert answer.status_code == 403
+    assert answer.json() == {"message": "Forbidden"}
+    assert healthy(stack)
