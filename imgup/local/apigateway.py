@@ -1,10 +1,11 @@
 """An API Gateway (REST, Lambda proxy) emulator over moto's API Gateway metadata.
 
-URL scheme: ``<endpoint>/_api/<region>/<apiId>/<stage>/<path>``. For each request it reads the
-API's resources and methods from moto (as CloudFormation created them), so it answers only the
-routes the deployed API has; enforces ``apiKeyRequired`` against the keys of the usage plans
-that include the API's stage; builds a Lambda-proxy event; runs the integration's function
-through ``LambdaRunner``; and turns the proxy answer into HTTP. Answers that API Gateway itself
+URL scheme: ``<endpoint>/_api/<region>/<apiId>/<stage>/<path>``. It reads the API's resources
+and methods from moto (as CloudFormation created them) once per deploy (the catalog keeps
+them), so it answers only the routes the deployed API has; enforces ``apiKeyRequired``
+against the keys of the usage plans that include the API's stage; builds a Lambda-proxy
+event; runs the integration's function through ``LambdaRunner``; and turns the proxy answer
+into HTTP. Answers that API Gateway itself
 gives (unknown route, bad key, broken function) have API Gateway's shape and wording.
 """
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from .lambdas import LambdaRunner, TtlCache
+from .catalog import Catalog
+from .lambdas import LambdaRunner
 from .wire import BodyError, known_regions, read_body, respond, status_line
 
 log = logging.getLogger("imgup.local")
@@ -55,16 +57,15 @@ def _compile(path: str) -> re.Pattern[str]:
 
 
 class ApiGatewayEmulator:
-    def __init__(self, runner: LambdaRunner) -> None:
+    def __init__(self, runner: LambdaRunner, catalog: Catalog) -> None:
         self.runner = runner
-        self._routes = TtlCache()
-        self._keys = TtlCache()
+        self.catalog = catalog
 
     # --- metadata from moto -----------------------------------------------------------
 
     def routes(self, region: str, api_id: str) -> list[Route]:
         def load() -> list[Route]:
-            client = self.runner.client("apigateway", region)
+            client = self.runner.clients("apigateway", region)
             routes = []
             resources = client.get_resources(restApiId=api_id, limit=500)["items"]
             for resource in resources:
@@ -84,11 +85,11 @@ class ApiGatewayEmulator:
                     )
             return routes
 
-        return self._routes.get((region, api_id), load)
+        return self.catalog.get(region, ("routes", api_id), load)
 
     def valid_keys(self, region: str, api_id: str, stage: str) -> frozenset[str]:
         def load() -> frozenset[str]:
-            client = self.runner.client("apigateway", region)
+            client = self.runner.clients("apigateway", region)
             values = set()
             for plan in client.get_usage_plans(limit=500).get("items", []):
                 stages = plan.get("apiStages", [])
@@ -100,7 +101,7 @@ class ApiGatewayEmulator:
                         values.add(detail["value"])
             return frozenset(values)
 
-        return self._keys.get((region, api_id, stage), load)
+        return self.catalog.get(region, ("keys", api_id, stage), load)
 
     # --- WSGI ---------------------------------------------------------------------------
 

@@ -18,18 +18,32 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from .apigateway import PREFIX, ApiGatewayEmulator
+from .catalog import Catalog, Change, change_of
+from .inprocess import Clients, InProcessDispatch
 from .lambdas import LambdaRunner
-from .notifications import NotificationRouter
-from .wire import Answer, BodyError, aws_error, declared_length, known_regions, read_body, respond, scope_of
+from .notifications import CreatedObject, NotificationRouter
+from .provision import apply_bucket_settings
+from .wire import (
+    Answer,
+    BodyError,
+    Tally,
+    aws_error,
+    declared_length,
+    known_regions,
+    read_body,
+    respond,
+    scope_of,
+)
 
 HEALTH_PATH = "/_imgup/health"
 STATE_FILE = "local.json"
@@ -44,37 +58,47 @@ _BODY_ERRORS = {
     "too-large": "EntityTooLarge",
     "malformed": "BadRequest",
 }
+_ETAG = re.compile(rb"<ETag>([^<]*)</ETag>")
 log = logging.getLogger("imgup.local")
 
 
-def _created_event(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+def _created(environ: dict[str, Any]) -> tuple[str, str, str] | None:
     """(bucket, key, event name) when the request creates an S3 object, else None."""
     method = environ.get("REQUEST_METHOD")
     if method not in {"PUT", "POST"}:
         return None
-    path = environ.get("PATH_INFO", "")
+    # werkzeug decoded the path and carries its UTF-8 bytes as latin-1
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
     bucket, _, key = path.lstrip("/").partition("/")
     if not bucket or not key:
         return None
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    if method == "PUT" and not {"partNumber", "uploadId", "tagging", "acl", "retention"} & set(query):
+    if method == "PUT" and not _SUBRESOURCES & set(query):
         name = "ObjectCreated:Copy" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "ObjectCreated:Put"
-        return bucket, unquote(key), name
+        return bucket, key, name
     if method == "POST" and "uploadId" in query:
-        return bucket, unquote(key), "ObjectCreated:CompleteMultipartUpload"
+        return bucket, key, "ObjectCreated:CompleteMultipartUpload"
     return None
 
 
+_SUBRESOURCES = {"partNumber", "uploadId", "tagging", "acl", "retention", "legal-hold"}
+
+
 class LocalStackApp:
-    """The WSGI application of the local stack."""
+    """The WSGI application of the local stack. It serves requests from outside (werkzeug)
+    and, in-process, the boto3 calls of the handlers and of its own look-ups."""
 
     def __init__(self, endpoint_url: str) -> None:
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         self.moto = DomainDispatcherApplication(create_backend_app)
-        self.runner = LambdaRunner(endpoint_url)
-        self.api = ApiGatewayEmulator(self.runner)
-        self.notifications = NotificationRouter(self.runner)
+        self.clients = Clients(endpoint_url)
+        self.catalog = Catalog()
+        self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
+        self.api = ApiGatewayEmulator(self.runner, self.catalog)
+        self.notifications = NotificationRouter(self.runner, self.catalog)
+        self.requests = {"http": Tally(), "inProcess": Tally()}
+        InProcessDispatch(endpoint_url, self).install()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         # No request may take the process down or come back as an HTML page: whatever
@@ -88,22 +112,70 @@ class LocalStackApp:
     def _route(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
-            health = json.dumps({"status": "ok", "pid": os.getpid()}).encode()
-            return respond(("200 OK", {"Content-Type": "application/json"}, health), start_response)
+            return respond(("200 OK", {"Content-Type": "application/json"}, self._health()), start_response)
+        self.requests["inProcess" if environ.get("imgup.in_process") else "http"].add()
         if path.startswith(PREFIX):
             return self.api(environ, start_response)
         refusal = _refusal(environ)
         if refusal is not None:
             return respond(refusal, start_response)
-        created = _created_event(environ)
-        region = scope.region if created and (scope := scope_of(environ)) else None
+        change = change_of(environ)
+        created = _created(environ)
         status, headers, body = self._moto(environ)
-        if created and region and status.startswith("200"):
-            bucket, key, name = created
-            size = int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or 0)
-            self.notifications.object_created(region, bucket, key, size, name)
+        if int(status[:3]) < 300:
+            if change is not None:
+                self._deployed(change)
+            if created is not None and (scope := scope_of(environ)) is not None:
+                self._announce(scope.region, created, environ, headers, body)
         start_response(status, headers)
         return body
+
+    def _deployed(self, change: Change) -> None:
+        """A deploy changed something: forget what the catalog knew of the region, and after
+        a stack change put what moto's CloudFormation skipped (the template is read here,
+        once per deploy, never on the path of an upload)."""
+        log.info(
+            "%s %s in %s: reloading deployed configuration", change.service, change.action, change.region
+        )
+        self.catalog.forget(change.region)
+        if change.deployed_stack and change.region:
+            buckets = self.notifications.buckets(change.region)
+            apply_bucket_settings(self.clients("s3", change.region), buckets)
+            self.notifications.wiring(change.region)
+
+    def _announce(
+        self,
+        region: str,
+        created: tuple[str, str, str],
+        environ: dict[str, Any],
+        headers: list[tuple[str, str]],
+        body: list[bytes],
+    ) -> None:
+        bucket, key, name = created
+        found = {k.lower(): v for k, v in headers}
+        size: int | None = None
+        etag = found.get("etag", "")
+        if name == "ObjectCreated:Put":
+            decoded = environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or "0"
+            size = int(decoded)
+        else:  # the ETag is in the XML answer; the size is looked up when delivering
+            match = _ETAG.search(b"".join(body))
+            etag = match.group(1).decode().replace("&quot;", '"') if match else etag
+        self.notifications.object_created(
+            region, CreatedObject(bucket, key, name, size, etag, found.get("x-amz-version-id"))
+        )
+
+    def _health(self) -> bytes:
+        return json.dumps(
+            {
+                "status": "ok",
+                "pid": os.getpid(),
+                "requests": {kind: tally.value for kind, tally in self.requests.items()},
+                "invocations": self.runner.invocations.value,
+                "events": self.notifications.delivered.value,
+                "catalogLoads": self.catalog.loads,
+            }
+        ).encode()
 
     def _moto(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
         """moto's answer, whole. An exception in moto, or its HTML error page, becomes an
@@ -139,7 +211,9 @@ def _refusal(environ: dict[str, Any]) -> Answer | None:
     page or wait forever: a body that is not what its Content-Length says, or a region that
     AWS does not have. A body that reads well is handed on to moto in memory."""
     try:
-        if declared_length(environ) or environ.get("wsgi.input_terminated"):
+        if environ.get("imgup.in_process"):
+            pass  # its body is already in memory, whole
+        elif declared_length(environ) or environ.get("wsgi.input_terminated"):
             environ["wsgi.input"] = io.BytesIO(read_body(environ, MAX_OBJECT_BYTES))
     except BodyError as exc:
         code = _BODY_ERRORS.get(exc.kind, "BadRequest")

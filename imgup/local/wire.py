@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -189,3 +190,15 @@ def respond(answer: Answer, start_response: Any) -> list[bytes]:
     status, headers, body = answer
     start_response(status, [*headers.items(), ("Content-Length", str(len(body)))])
     return [body]
+
+
+class Tally:
+    """A thread-safe counter of what the stack served (reported by its health endpoint)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1

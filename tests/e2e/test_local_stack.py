@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,3 +329,75 @@ def test_the_api_emulator_answers_403_for_a_region_aws_does_not_have(stack, regi
     assert answer.status_code == 403
     assert answer.json() == {"message": "Forbidden"}
     assert healthy(stack)
+
+
+# --- the image bucket as the template makes it, and the events S3 sends --------------------
+
+
+def test_the_image_bucket_is_versioned_private_and_has_cors_as_the_template_says(stack) -> None:
+    s3 = local_client(stack, "s3")
+
+    assert s3.get_bucket_versioning(Bucket=stack.bucket)["Status"] == "Enabled"
+    block = s3.get_public_access_block(Bucket=stack.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    rules = s3.get_bucket_cors(Bucket=stack.bucket)["CORSRules"]
+    assert rules[0]["AllowedMethods"] == ["PUT", "GET"] and rules[0]["AllowedOrigins"] == ["*"]
+    key = "versioning-check/a.txt"
+    first = s3.put_object(Bucket=stack.bucket, Key=key, Body=b"one")["VersionId"]
+    second = s3.put_object(Bucket=stack.bucket, Key=key, Body=b"two")["VersionId"]
+    versions = s3.list_object_versions(Bucket=stack.bucket, Prefix=key)["Versions"]
+    assert {v["VersionId"] for v in versions} == {first, second} and first != second
+    assert s3.get_object(Bucket=stack.bucket, Key=key, VersionId=first)["Body"].read() == b"one"
+    for version in (first, second):
+        s3.delete_object(Bucket=stack.bucket, Key=key, VersionId=version)
+
+
+def delivered_events(stack: LocalDeployment, key: str, count: int) -> list[dict]:
+    """The objects of the S3 events the stack delivered for ``key`` (as S3 encodes it), read
+    from its log, waiting for ``count`` of them (delivery is asynchronous, as on AWS)."""
+    log_file = stack.config_dir / "local" / "local.log"
+    for _ in range(100):
+        found = []
+        for line in log_file.read_text().splitlines():
+            if " s3 event " in line and f" {stack.bucket} " in line:
+                event = json.loads(line.split(f" {stack.bucket} ", 1)[1])
+                if event["key"] == key:
+                    found.append(event)
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{count} events for {key} were not delivered; got {found}")
+
+
+def test_an_s3_event_carries_the_encoded_key_size_etag_version_and_a_growing_sequencer(stack) -> None:
+    s3 = local_client(stack, "s3")
+    image_id = str(uuid.uuid4())
+    key = f"images/{image_id}/my photo+1 é.png"
+    first = s3.put_object(Bucket=stack.bucket, Key=key, Body=b"x" * 100)
+    second = s3.put_object(Bucket=stack.bucket, Key=key, Body=b"y" * 7)
+
+    events = delivered_events(stack, f"images/{image_id}/my+photo%2B1+%C3%A9.png", 2)
+
+    by_version = {event["versionId"]: event for event in events}
+    assert set(by_version) == {first["VersionId"], second["VersionId"]}
+    assert by_version[first["VersionId"]]["size"] == 100
+    assert by_version[second["VersionId"]]["size"] == 7
+    assert by_version[first["VersionId"]]["eTag"] == first["ETag"].strip('"')
+    assert by_version[second["VersionId"]]["eTag"] == second["ETag"].strip('"')
+    assert by_version[first["VersionId"]]["sequencer"] < by_version[second["VersionId"]]["sequencer"]
+
+
+def test_a_copied_object_is_announced_with_its_size_etag_and_version(stack) -> None:
+    s3 = local_client(stack, "s3")
+    source = f"staging/{uuid.uuid4()}.png"
+    target = f"images/{uuid.uuid4()}/copy.png"
+    s3.put_object(Bucket=stack.bucket, Key=source, Body=b"z" * 321)
+
+    copied = s3.copy_object(
+        Bucket=stack.bucket, Key=target, CopySource={"Bucket": stack.bucket, "Key": source}
+    )
+
+    (event,) = delivered_events(stack, target, 1)
+    assert event["size"] == 321
+    assert event["eTag"] == copied["CopyObjectResult"]["ETag"].strip('"')
+    assert event["versionId"] == copied["VersionId"]
