@@ -55,7 +55,7 @@ serve_request = server.LocalStackApp.__call__
 
 def counted(self, environ, start_response):
     path = environ.get("PATH_INFO", "")
-    if path == %(counts)r:
+    if path == COUNTS_PATH:
         body = json.dumps(counts).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
@@ -66,7 +66,7 @@ def counted(self, environ, start_response):
 
 server.LocalStackApp.__call__ = counted
 server.main(["--state-dir", sys.argv[1]])
-""" % {"counts": COUNTS_PATH}
+""".replace("COUNTS_PATH", repr(COUNTS_PATH))
 
 
 def say(text: str) -> None:
@@ -222,7 +222,9 @@ def cycles(args: argparse.Namespace, stack: Stack, config_dir: Path, tmp: Path) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", "--files", type=int, default=200)
     parser.add_argument("--size", type=int, default=100 * 1024, help="bytes per file (default 100 KiB)")
     parser.add_argument("--memory-cycles", type=int, default=0)

@@ -49,7 +49,14 @@ class LocalStackError(ImgupError):
     pass
 
 
+# The processes this process started: their exit status is read through Popen, so that a
+# long-lived caller (a test session) neither leaves zombies nor trips Popen's warning.
+_started: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _pid_alive(pid: int) -> bool:
+    if pid in _started:
+        return _started[pid].poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -182,8 +189,10 @@ def _start(state_dir: Path) -> tuple[LocalStack, bool]:
             )
         found = _read_state(state_dir)
         if found and found.pid == process.pid and _healthy(found.endpoint_url):
+            _started[process.pid] = process
             return found, True
         time.sleep(0.1)
+    _started[process.pid] = process
     _terminate(process.pid)
     raise LocalStackError(
         f"The local stack did not answer within {START_TIMEOUT:.0f} s.", f"See its log: {log_path}"

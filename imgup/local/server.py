@@ -1,14 +1,19 @@
 """The local stack's process: moto and the API Gateway emulator on one 127.0.0.1 port.
 
-    /_imgup/health            200 while the process serves
+    /_imgup/health            200 while the process serves, with counts of what it served
     /_api/<region>/<api>/...  the API Gateway emulator (imgup.local.apigateway)
+    presigned PUTs            checked as S3 checks them (imgup.local.presigned), then moto
     everything else           moto's server (S3, DynamoDB, CloudFormation, Lambda, ...)
 
 Successful object-creating S3 requests are reported to the NotificationRouter, which runs the
-subscribed function as the bucket's notification would. Run as
-``python -m imgup.local.server --state-dir DIR``: it binds an ephemeral port, writes
-``DIR/local.json`` (pid, port, endpointUrl) once it serves, logs to ``DIR/local.log``, and
-stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts and stops it.
+subscribed function as the bucket's notification would. Requests that change a stack, an
+API or a function make the catalog forget the region's deployed configuration (and, for a
+stack, put the bucket settings moto's CloudFormation skipped). The stack's own boto3 calls
+(handlers, look-ups) reach this application in-process (imgup.local.inprocess), not over
+HTTP. Run as ``python -P -m imgup.local.server --state-dir DIR``: it binds an ephemeral
+port, writes ``DIR/local.json`` (pid, port, endpointUrl) once it serves, logs to
+``DIR/local.log``, and stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts
+and stops it.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ from .catalog import Catalog, Change, change_of
 from .inprocess import Clients, InProcessDispatch
 from .lambdas import LambdaRunner
 from .notifications import CreatedObject, NotificationRouter
+from .presigned import PresignedPut, is_presigned_put, tidy_put_answer
 from .provision import apply_bucket_settings
 from .wire import (
+    BODY_ERROR_CODES,
+    MAX_OBJECT_BYTES,
     Answer,
     BodyError,
     Tally,
@@ -51,13 +59,6 @@ LOG_FILE = "local.log"
 READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
 READ_TIMEOUT = 20.0  # seconds a request may leave its socket silent (S3's RequestTimeout)
 INTERNAL_ERROR = "We encountered an internal error. Please try again."
-MAX_OBJECT_BYTES = 5 * 1024**3  # S3's largest single PUT
-_BODY_ERRORS = {
-    "incomplete": "IncompleteBody",
-    "timeout": "RequestTimeout",
-    "too-large": "EntityTooLarge",
-    "malformed": "BadRequest",
-}
 _ETAG = re.compile(rb"<ETag>([^<]*)</ETag>")
 log = logging.getLogger("imgup.local")
 
@@ -97,6 +98,7 @@ class LocalStackApp:
         self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
         self.notifications = NotificationRouter(self.runner, self.catalog)
+        self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally()}
         InProcessDispatch(endpoint_url, self).install()
 
@@ -116,12 +118,18 @@ class LocalStackApp:
         self.requests["inProcess" if environ.get("imgup.in_process") else "http"].add()
         if path.startswith(PREFIX):
             return self.api(environ, start_response)
-        refusal = _refusal(environ)
+        presigned_put = is_presigned_put(environ)
+        if presigned_put:
+            refusal = self.presigned.check(environ)  # as strict as S3, which moto is not
+        else:
+            refusal = _refusal(environ)
         if refusal is not None:
             return respond(refusal, start_response)
         change = change_of(environ)
         created = _created(environ)
         status, headers, body = self._moto(environ)
+        if presigned_put and status.startswith("200"):
+            headers = tidy_put_answer(headers)
         if int(status[:3]) < 300:
             if change is not None:
                 self._deployed(change)
@@ -216,8 +224,7 @@ def _refusal(environ: dict[str, Any]) -> Answer | None:
         elif declared_length(environ) or environ.get("wsgi.input_terminated"):
             environ["wsgi.input"] = io.BytesIO(read_body(environ, MAX_OBJECT_BYTES))
     except BodyError as exc:
-        code = _BODY_ERRORS.get(exc.kind, "BadRequest")
-        return aws_error(environ, 400, code, exc.message)
+        return aws_error(environ, 400, BODY_ERROR_CODES[exc.kind], exc.message)
     scope = scope_of(environ)
     if scope is not None and scope.region not in known_regions():
         code = "AuthorizationHeaderMalformed" if scope.service == "s3" else "InvalidRegion"

@@ -24,6 +24,15 @@ Answer = tuple[str, dict[str, str], bytes]  # WSGI status line, headers, body
 _LENGTH = re.compile(r"[0-9]{1,19}")
 _SCOPE = re.compile(r"Credential=([^/,\s]*)/(\d{8})/([^/,\s]*)/([^/,\s]*)/aws4_request")
 CHUNK = 1 << 20
+MAX_OBJECT_BYTES = 5 * 1024**3  # S3's largest single PUT
+# The error code S3 answers for each kind of unreadable body (BodyError.kind)
+BODY_ERROR_CODES = {
+    "invalid-length": "BadRequest",
+    "incomplete": "IncompleteBody",
+    "timeout": "RequestTimeout",
+    "too-large": "EntityTooLarge",
+    "malformed": "BadRequest",
+}
 
 
 class BodyError(Exception):

@@ -3,6 +3,7 @@ commands at once, and fed requests that no honest client sends."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -234,7 +235,10 @@ def test_s3_answers_a_malformed_content_length_with_an_s3_error(stack, length, b
     assert s3.list_objects_v2(Bucket=stack.bucket).get("KeyCount", 0) == 0
 
 
-def local_client(stack: LocalDeployment, service: str, region: str = "us-east-1"):
+def local_client(
+    stack: LocalDeployment, service: str, region: str = "us-east-1", credentials: dict | None = None
+):
+    """A boto3 client for the stack, with the test's fake credentials unless others are given."""
     import boto3
     from botocore.config import Config
 
@@ -242,7 +246,12 @@ def local_client(stack: LocalDeployment, service: str, region: str = "us-east-1"
         service,
         endpoint_url=stack.endpoint_url,
         region_name=region,
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        config=Config(
+            retries={"max_attempts": 1},
+            s3={"addressing_style": "path"},
+            signature_version="s3v4" if service == "s3" else None,
+        ),
+        **(credentials or {}),
     )
 
 
@@ -401,3 +410,30 @@ def test_a_copied_object_is_announced_with_its_size_etag_and_version(stack) -> N
     assert event["size"] == 321
     assert event["eTag"] == copied["CopyObjectResult"]["ETag"].strip('"')
     assert event["versionId"] == copied["VersionId"]
+
+
+def test_an_honest_presigned_put_is_stored_versioned_and_announced(stack) -> None:
+    from imgup.aws import LOCAL_CREDENTIALS
+    from imgup.backend.storage import presign_upload
+
+    signer = local_client(stack, "s3", credentials=LOCAL_CREDENTIALS)
+    key = f"images/{uuid.uuid4()}/honest.png"
+    body = b"\x89PNG" + b"h" * 500
+    url, headers = presign_upload(
+        signer,
+        bucket=stack.bucket,
+        key=key,
+        content_type="image/png",
+        content_length=len(body),
+        sha256_hex=hashlib.sha256(body).hexdigest(),
+        expires_in=300,
+    )
+
+    put = httpx.put(url, headers=headers, content=body)
+
+    assert put.status_code == 200, put.text
+    (event,) = delivered_events(stack, key, 1)
+    assert event["versionId"] == put.headers["x-amz-version-id"]
+    assert event["size"] == len(body) and event["eTag"] == put.headers["etag"].strip('"')
+    head = signer.head_object(Bucket=stack.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == put.headers["x-amz-checksum-sha256"]
