@@ -10,13 +10,18 @@ requests that reach the stack's WSGI application: over HTTP, and (where the stac
 in-process. Then, in a temporary IMGUP_CONFIG_DIR with fake credentials:
 
 1. ``imgup deploy --local`` (it finds the running stack and deploys onto it);
-2. writes N PNGs of ``--size`` bytes whose bytes all differ;
-3. reads the stack's CPU time (``/proc/<pid>/stat``: user + system) and the counts, runs
+2. uploads ``--warm-up`` files (10), so that what every stack does once (loading botocore
+   and moto service models, creating the handlers' clients) is not counted per file;
+3. writes N PNGs of ``--size`` bytes whose bytes all differ;
+4. reads the stack's CPU time (``/proc/<pid>/stat``: user + system) and the counts, runs
    ``imgup upload <files> --json`` (its defaults), waits until the stack is idle (S3 events
    are delivered after the PUT has been answered), and reads them again;
-4. with ``--memory-cycles C``: C times, uploads ``--cycle-files`` files and deletes them all
-   (``imgup delete``), and reads the stack's RSS after each cycle;
-5. stops the stack.
+5. with ``--memory-cycles C``: C times, uploads ``--cycle-files`` files and deletes them all
+   (``imgup delete``), and reads the stack's RSS after each cycle, and how many object
+   versions and delete markers the image bucket still holds under ``images/`` (the bucket
+   is versioned, as on AWS, where a lifecycle rule expires them after 7 days; with
+   ``--purge-versions`` the script deletes them, to show the stack's own memory apart);
+6. stops the stack.
 
 It prints a JSON summary on stdout (per file: ``cpu_ms``, ``http_requests``,
 ``in_process_requests``) and progress on stderr.
@@ -171,6 +176,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if deployed.returncode != 0:
                 raise RuntimeError(f"imgup deploy --local exited {deployed.returncode}: {deployed.stderr}")
             files = write_images(Path(tmp) / "files", args.files, args.size, "cost")
+            if args.warm_up:
+                upload(config_dir, write_images(Path(tmp) / "warm", args.warm_up, args.size, "warm"))
             stack.wait_idle()
             cpu, counts, rss = stack.cpu_seconds(), stack.counts(), stack.rss_mib()
             say(f"uploading {args.files} files of {args.size} bytes")
@@ -181,6 +188,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             summary: dict[str, Any] = {
                 "files": args.files,
                 "size": args.size,
+                "warm_up_files": args.warm_up,
                 "uploaded": len(lines),
                 "upload_s": round(seconds, 2),
                 "files_per_s": round(args.files / seconds, 1),
@@ -202,8 +210,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             stack.stop()
 
 
-def cycles(args: argparse.Namespace, stack: Stack, config_dir: Path, tmp: Path) -> list[dict[str, float]]:
+def cycles(args: argparse.Namespace, stack: Stack, config_dir: Path, tmp: Path) -> list[dict[str, Any]]:
     files = write_images(tmp / "cycle", args.cycle_files, args.cycle_size, "cycle")
+    bucket = json.loads(imgup(config_dir, "status", "--json").stdout)["bucket"]
     rows = []
     for cycle in range(1, args.memory_cycles + 1):
         stack.wait_idle()
@@ -214,11 +223,42 @@ def cycles(args: argparse.Namespace, stack: Stack, config_dir: Path, tmp: Path) 
             deleted = imgup(config_dir, "delete", *ids[start : start + 250])
             if deleted.returncode != 0:
                 raise RuntimeError(f"imgup delete exited {deleted.returncode}: {deleted.stderr[-2000:]}")
+        left = leftover_versions(stack, bucket, purge=args.purge_versions)
         stack.wait_idle()
-        row = {"cycle": cycle, "rss_mib_before": round(before, 1), "rss_mib_after": round(stack.rss_mib(), 1)}
+        row = {
+            "cycle": cycle,
+            "rss_mib_before": round(before, 1),
+            "rss_mib_after": round(stack.rss_mib(), 1),
+            "versions_left": left,
+        }
         say(f"cycle {cycle}: {row}")
         rows.append(row)
     return rows
+
+
+def leftover_versions(stack: Stack, bucket: str, *, purge: bool) -> int:
+    """Object versions and delete markers under images/ (deleted when ``purge``)."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    count = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="images/"):
+        found = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        count += len(found)
+        if purge and found:
+            s3.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in found]},
+            )
+    return count
 
 
 def main() -> None:
@@ -230,6 +270,8 @@ def main() -> None:
     parser.add_argument("--memory-cycles", type=int, default=0)
     parser.add_argument("--cycle-files", type=int, default=1000)
     parser.add_argument("--cycle-size", type=int, default=20 * 1024)
+    parser.add_argument("--purge-versions", action="store_true")
+    parser.add_argument("--warm-up", type=int, default=10, help="files uploaded before measuring")
     print(json.dumps(measure(parser.parse_args()), indent=2))
 
 

@@ -90,15 +90,17 @@ class ApiGatewayEmulator:
     def valid_keys(self, region: str, api_id: str, stage: str) -> frozenset[str]:
         def load() -> frozenset[str]:
             client = self.runner.clients("apigateway", region)
+            # every key once, with its value: a plan may still name a key that was deleted
+            keys = {k["id"]: k for k in client.get_api_keys(limit=500, includeValues=True).get("items", [])}
             values = set()
             for plan in client.get_usage_plans(limit=500).get("items", []):
                 stages = plan.get("apiStages", [])
                 if not any(s.get("apiId") == api_id and s.get("stage") == stage for s in stages):
                     continue
-                for key in client.get_usage_plan_keys(usagePlanId=plan["id"]).get("items", []):
-                    detail = client.get_api_key(apiKey=key["id"], includeValue=True)
-                    if detail.get("enabled", True) and detail.get("value"):
-                        values.add(detail["value"])
+                for attached in client.get_usage_plan_keys(usagePlanId=plan["id"]).get("items", []):
+                    key = keys.get(attached["id"], {})
+                    if key.get("enabled", True) and key.get("value"):
+                        values.add(key["value"])
             return frozenset(values)
 
         return self.catalog.get(region, ("keys", api_id, stage), load)

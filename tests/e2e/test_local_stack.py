@@ -437,3 +437,50 @@ def test_an_honest_presigned_put_is_stored_versioned_and_announced(stack) -> Non
     assert event["size"] == len(body) and event["eTag"] == put.headers["etag"].strip('"')
     head = signer.head_object(Bucket=stack.bucket, Key=key, ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == put.headers["x-amz-checksum-sha256"]
+
+
+# --- a lean stack: configuration read once per deploy, the stack's own calls in-process ----
+
+
+def health(stack: LocalDeployment) -> dict:
+    return httpx.get(stack.endpoint_url + "/_imgup/health", timeout=10).json()
+
+
+def test_deployed_configuration_is_read_once_and_a_key_change_counts_at_once(stack) -> None:
+    images = stack.api_url + "/images"
+    assert httpx.get(images, headers={"x-api-key": stack.api_key}).status_code == 200
+    loads = health(stack)["catalogLoads"]
+    for _ in range(10):
+        assert httpx.get(images, headers={"x-api-key": stack.api_key}).status_code == 200
+    assert health(stack)["catalogLoads"] == loads  # nothing re-read per request
+
+    apigw = local_client(stack, "apigateway")
+    plan = next(p for p in apigw.get_usage_plans()["items"] if p["name"].endswith("-plan"))
+    key = apigw.create_api_key(name="second-key", enabled=True)
+    apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    try:
+        assert httpx.get(images, headers={"x-api-key": key["value"]}).status_code == 200
+    finally:
+        apigw.delete_api_key(apiKey=key["id"])
+    assert httpx.get(images, headers={"x-api-key": key["value"]}).status_code == 403
+    assert httpx.get(images, headers={"x-api-key": stack.api_key}).status_code == 200
+
+
+def test_an_upload_costs_three_http_requests_per_file_and_the_rest_runs_in_process(stack, tmp_path) -> None:
+    from tests.samples import write_samples
+
+    files = [str(p) for p in write_samples(tmp_path, padding=64).values()]
+    stack.imgup("upload", *files[:1])  # the first upload of a stack creates its clients
+    before = health(stack)
+
+    uploaded = stack.imgup("upload", *files, "--json")
+
+    assert uploaded.code == 0, uploaded.stderr
+    for _ in range(100):  # the S3 events are delivered after the PUTs are answered
+        after = health(stack)
+        if after["events"] - before["events"] >= len(files):
+            break
+        time.sleep(0.1)
+    assert after["requests"]["http"] - before["requests"]["http"] == 3 * len(files)
+    assert after["requests"]["inProcess"] - before["requests"]["inProcess"] >= 3 * len(files)
+    assert after["catalogLoads"] == before["catalogLoads"]
