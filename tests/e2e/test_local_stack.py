@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import IMGUP, LocalDeployment, Run, run_imgup
+from tests.e2e.test_user_journey import _local_state
 from tests.isolation import isolated_env
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +36,6 @@ def run_in(folder: Path, config_dir: Path, *args: str, timeout: float = 180) -> 
         env=isolated_env(config_dir),
     )
     return Run(completed.returncode, completed.stdout, completed.stderr)
-
-
-def local_state(config_dir: Path) -> dict | None:
-    try:
-        return json.loads((config_dir / "local" / "local.json").read_text())
-    except FileNotFoundError:
-        return None
 
 
 def test_deploy_local_starts_the_stack_from_a_folder_holding_imgup_local(tmp_path: Path) -> None:
@@ -68,7 +62,7 @@ def test_the_local_stack_starts_from_a_relative_config_dir(tmp_path: Path) -> No
     try:
         started = run_in(tmp_path, env_dir, "local", "start")
         assert started.code == 0, started.stderr
-        state = local_state(tmp_path / env_dir)
+        state = _local_state(tmp_path / env_dir)
         assert state and state["endpointUrl"] == started.stdout.strip()
         assert run_in(tmp_path, env_dir, "local", "status").code == 0
     finally:
@@ -120,7 +114,7 @@ def test_two_local_starts_at_once_share_one_stack(tmp_path: Path) -> None:
         assert first.stdout == second.stdout  # the same endpoint
         said = sorted(run.stderr.split(" at ")[0] for run in (first, second))
         assert said == ["Local stack already running", "Local stack started"]
-        state = local_state(config_dir)
+        state = _local_state(config_dir)
         assert state and servers_of(config_dir) == [state["pid"]]
     finally:
         run_in(tmp_path, config_dir, "local", "stop")
@@ -135,7 +129,7 @@ def test_two_local_deploys_at_once_both_succeed_on_one_stack(tmp_path: Path) -> 
         infos = [json.loads(run.stdout) for run in runs]
         assert infos[0]["apiUrl"] == infos[1]["apiUrl"]
         assert sum("Creating stack" in run.stderr for run in runs) == 1
-        state = local_state(config_dir)
+        state = _local_state(config_dir)
         assert state and servers_of(config_dir) == [state["pid"]]
         listed = run_in(tmp_path, config_dir, "list", "--json")
         assert listed.code == 0, listed.stderr

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,3 +325,15 @@ def http(strict_s3: StrictS3):
 
     with httpx.Client(trust_env=False, timeout=10.0, event_hooks={"request": [only_local]}) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def bucket(s3) -> str:
+    name = f"imgup-strict-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture()
+def key() -> str:
+    return f"images/{uuid.uuid4()}/photo.png"

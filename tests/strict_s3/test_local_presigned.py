@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-import uuid
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import httpx
 import pytest
 
-from imgup.backend.storage import presign_upload
 from tests.strict_s3.test_presigned_put import (
     BODY,
     CONTENT_TYPE,
     assert_accepted,
     assert_refused,
+    presign,
     stored,
     with_query,
 )
@@ -28,7 +27,8 @@ pytestmark = pytest.mark.strict_s3
 
 
 @pytest.fixture(scope="module")
-def local_s3(imgup_local):
+def s3(imgup_local):
+    """Only the local stack here (the shared fixture of that name runs against both)."""
     import boto3
     from botocore.config import Config
 
@@ -42,35 +42,10 @@ def local_s3(imgup_local):
     )
 
 
-@pytest.fixture(scope="module")
-def bucket(local_s3) -> str:
-    name = f"imgup-local-{uuid.uuid4().hex[:12]}"
-    local_s3.create_bucket(Bucket=name)
-    return name
-
-
 @pytest.fixture()
 def http():
     with httpx.Client(trust_env=False, timeout=30.0) as client:
         yield client
-
-
-@pytest.fixture()
-def key() -> str:
-    return f"images/{uuid.uuid4()}/photo.png"
-
-
-def presign(s3, bucket: str, key: str, **extra) -> tuple[str, dict[str, str]]:
-    return presign_upload(
-        s3,
-        bucket=bucket,
-        key=key,
-        content_type=CONTENT_TYPE,
-        content_length=len(BODY),
-        sha256_hex=None,
-        expires_in=300,
-        **extra,
-    )
 
 
 def code_of(response: httpx.Response) -> tuple[int, str]:
@@ -78,13 +53,13 @@ def code_of(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, root.findtext("Code") or ""
 
 
-def test_a_url_signed_with_a_key_the_stack_does_not_know_is_refused(local_s3, bucket, key, http):
+def test_a_url_signed_with_a_key_the_stack_does_not_know_is_refused(s3, bucket, key, http):
     import boto3
     from botocore.config import Config
 
     stranger = boto3.client(
         "s3",
-        endpoint_url=local_s3.meta.endpoint_url,
+        endpoint_url=s3.meta.endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="AKIASTRANGER",
         aws_secret_access_key="not-the-local-secret",
@@ -95,11 +70,11 @@ def test_a_url_signed_with_a_key_the_stack_does_not_know_is_refused(local_s3, bu
     response = http.put(url, headers=headers, content=BODY)
 
     assert code_of(response) == (403, "InvalidAccessKeyId")
-    assert_refused(response, local_s3, bucket, key)
+    assert_refused(response, s3, bucket, key)
 
 
-def test_an_expiry_beyond_a_week_is_refused_before_the_signature_is_checked(local_s3, bucket, key, http):
-    url, headers = presign(local_s3, bucket, key)
+def test_an_expiry_beyond_a_week_is_refused_before_the_signature_is_checked(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key)
 
     response = http.put(with_query(url, **{"X-Amz-Expires": "604801"}), headers=headers, content=BODY)
 
@@ -107,37 +82,35 @@ def test_an_expiry_beyond_a_week_is_refused_before_the_signature_is_checked(loca
     assert "604800" in response.text
 
 
-def test_a_presigned_put_that_also_carries_an_authorization_header_is_refused(local_s3, bucket, key, http):
-    url, headers = presign(local_s3, bucket, key)
+def test_a_presigned_put_that_also_carries_an_authorization_header_is_refused(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key)
 
     response = http.put(url, headers={**headers, "Authorization": "AWS4-HMAC-SHA256 x"}, content=BODY)
 
     assert code_of(response) == (400, "InvalidArgument")
-    assert_refused(response, local_s3, bucket, key)
+    assert_refused(response, s3, bucket, key)
 
 
 @pytest.mark.parametrize("ahead, accepted", [(5, True), (20, False)])
 def test_a_url_signed_by_a_clock_ahead_is_accepted_within_fifteen_minutes(
-    local_s3, bucket, key, http, monkeypatch, ahead, accepted
+    s3, bucket, key, http, monkeypatch, ahead, accepted
 ):
     import botocore.auth
 
     future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=ahead)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: future.replace(tzinfo=None))
-    url, headers = presign(local_s3, bucket, key)
+    url, headers = presign(s3, bucket, key)
 
     response = http.put(url, headers=headers, content=BODY)
 
     if accepted:
-        assert_accepted(response, local_s3, bucket, key)
+        assert_accepted(response, s3, bucket, key)
     else:
         assert code_of(response) == (403, "AccessDenied") and "not yet valid" in response.text
 
 
-def test_a_body_shorter_than_its_content_length_gets_an_s3_error_not_a_hang(
-    imgup_local, local_s3, bucket, key
-):
-    url, headers = presign(local_s3, bucket, key)
+def test_a_body_shorter_than_its_content_length_gets_an_s3_error_not_a_hang(imgup_local, s3, bucket, key):
+    url, headers = presign(s3, bucket, key)
     parts = urlsplit(url)
     head = (
         f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
@@ -153,4 +126,4 @@ def test_a_body_shorter_than_its_content_length_gets_an_s3_error_not_a_hang(
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.split()[1] == b"400"
     assert b"<Code>IncompleteBody</Code>" in rest
-    assert stored(local_s3, bucket, key) is None
+    assert stored(s3, bucket, key) is None

@@ -36,18 +36,6 @@ CONTENT_TYPE = "image/png"
 EXPIRY_S = 300
 
 
-@pytest.fixture(scope="module")
-def bucket(s3) -> str:
-    name = f"imgup-strict-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture()
-def key() -> str:
-    return f"images/{uuid.uuid4()}/photo.png"
-
-
 def presign(
     s3,
     bucket: str,
