@@ -249,16 +249,15 @@ def leftover_versions(stack: Stack, bucket: str, *, purge: bool) -> int:
         aws_secret_access_key="bench",
         config=Config(s3={"addressing_style": "path"}),
     )
-    count = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="images/"):
-        found = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-        count += len(found)
-        if purge and found:
-            s3.delete_objects(
-                Bucket=bucket,
-                Delete={"Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in found]},
-            )
-    return count
+    found = [
+        {"Key": v["Key"], "VersionId": v["VersionId"]}
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="images/")
+        for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+    ]
+    if purge:  # after listing: deleting while paging would move the pages
+        for start in range(0, len(found), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": found[start : start + 1000]})
+    return len(found)
 
 
 def main() -> None:
