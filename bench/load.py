@@ -5,12 +5,12 @@
 
 It deploys its own local stack (``imgup deploy --local`` in a temporary IMGUP_CONFIG_DIR),
 writes N small PNGs whose bytes all differ, uploads them with the real command
-(``imgup upload - -j W --json``, paths on stdin), then checks the outcome: exit 0, N result
+(``imgup upload - -j W --jsonl``, paths on stdin), then checks the outcome: exit 0, N result
 lines with N distinct ids, ``imgup doctor --json`` healthy with exactly N ready records and N
-objects, and ``imgup list --json`` holding exactly the uploaded ids. With latency on (the
+objects, and ``imgup list --all --json`` holding exactly the uploaded ids. With latency on (the
 default) a second pass of N new files goes through the client core in-process (the same
-``ImageApi``/``Uploader``/``upload_all`` wiring as the command) to time each file from its
-``POST /upload`` to its completed ``complete``; the checks then expect 2N. It prints a JSON
+``upload_files`` core as the command) to time each file from the start of its PUT to its
+completion; the checks then expect 2N. It prints a JSON
 summary on stdout, progress on stderr, exits 1 when a check fails, and always cleans up
 (``imgup cleanup --yes``). Everything runs on 127.0.0.1.
 """
@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,35 +146,29 @@ def _timed(phases: dict[str, float], name: str, action: Callable[[], Any]) -> An
 
 
 def _in_process_pass(config_dir: Path, files: list[Path], workers: int) -> tuple[list[float], list[str]]:
-    """Upload ``files`` with the client core, timing each file from presign to complete."""
+    """Upload ``files`` with the upload core, timing each file from the start of its PUT to
+    its completion (its presign is shared with a batch, so it is not in the figure)."""
     from imgup.api import ImageApi, RetryPolicy, make_http_client
-    from imgup.uploads import Uploader, collect_files, upload_all
+    from imgup.deployments import Registry
+    from imgup.uploads import Finished, Started, collect_files, upload_files
 
-    deployment = json.loads((config_dir / "deployment.json").read_text())
-    api_key = (config_dir / "api-key").read_text().strip()
+    registry = Registry(config_dir)
+    [which] = registry.ids()
+    deployment = registry.load(which)
+    api_key = registry.api_key(which)
     latencies: list[float] = []
-    lock = threading.Lock()
+    started: dict[Any, float] = {}
 
-    class TimedUploader(Uploader):
-        def upload(self, local: Any, on_progress: Callable[[int], None]) -> dict[str, Any]:
-            started = time.perf_counter()
-            try:
-                return super().upload(local, on_progress)
-            finally:
-                with lock:
-                    latencies.append(time.perf_counter() - started)
+    def timing(event: Any) -> None:
+        if isinstance(event, Started):
+            started[event.file] = time.perf_counter()
+        elif isinstance(event, Finished) and event.file in started:
+            latencies.append(time.perf_counter() - started.pop(event.file))
 
-    good, bad = collect_files([str(f) for f in files], deployment["max_upload_bytes"])
-    retry = RetryPolicy()
+    good, bad = collect_files([str(f) for f in files], deployment.max_upload_bytes)
     with make_http_client(30.0) as http:
-        api = ImageApi(deployment["api_url"], api_key, http, retry)
-        outcomes = upload_all(
-            good,
-            TimedUploader(api, http, retry),
-            workers,
-            on_start=lambda local: lambda nbytes: None,
-            on_done=lambda local, outcome: None,
-        )
+        api = ImageApi(deployment.api_url, api_key, http, RetryPolicy())
+        outcomes = upload_files(good, api, concurrency=workers, on_event=timing)
     errors = [f"{o.source}: {o.error}" for o in bad + outcomes if o.error]
     return latencies, errors
 
@@ -199,7 +192,7 @@ def run(n: int, workers: int, workdir: Path, *, size: int = 2048, latency: bool 
         say(f"uploading {n} files with {workers} workers")
         stdin = "".join(f"{path}\n" for path in files)
         uploaded = _timed(
-            phases, "upload", lambda: _imgup(env, "upload", "-", "-j", str(workers), "--json", stdin=stdin)
+            phases, "upload", lambda: _imgup(env, "upload", "-", "-j", str(workers), "--jsonl", stdin=stdin)
         )
         result.upload_code = uploaded.returncode
         result.upload_stderr = uploaded.stderr
@@ -214,10 +207,10 @@ def run(n: int, workers: int, workdir: Path, *, size: int = 2048, latency: bool 
         say("checking: imgup doctor --json, imgup list --json")
         doctor = _timed(phases, "doctor", lambda: _imgup(env, "doctor", "--json"))
         result.doctor = json.loads(doctor.stdout) if doctor.stdout.strip() else {"healthy": False}
-        listed = _timed(phases, "list", lambda: _imgup(env, "list", "--json"))
+        listed = _timed(phases, "list", lambda: _imgup(env, "list", "--all", "--json"))
         result.listed = json.loads(listed.stdout) if listed.returncode == 0 else []
     finally:
-        if (config_dir / "deployment.json").exists() or (config_dir / "local").exists():
+        if any((config_dir / "deployments").glob("*/deployment.json")) or (config_dir / "local").exists():
             say("cleaning up")
             cleaned = _timed(phases, "cleanup", lambda: _imgup(env, "cleanup", "--yes", timeout=180))
             result.cleanup_code = cleaned.returncode

@@ -163,7 +163,16 @@ def upload(config_dir: Path, paths: list[Path]) -> tuple[float, list[dict[str, A
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"imgup upload exited {done.returncode}: {done.stderr[-2000:]}")
-    return seconds, [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return seconds, results(done.stdout)
+
+
+def results(stdout: str) -> list[dict[str, Any]]:
+    """The upload's results: a JSON array (``--json`` today) or JSON Lines (``--json`` before)."""
+    try:
+        parsed = json.loads(stdout)
+    except ValueError:
+        return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return parsed if isinstance(parsed, list) else [parsed]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -220,7 +229,9 @@ def cycles(args: argparse.Namespace, stack: Stack, config_dir: Path, tmp: Path) 
         _, lines = upload(config_dir, files)
         ids = [line["imageId"] for line in lines]
         for start in range(0, len(ids), 250):
-            deleted = imgup(config_dir, "delete", *ids[start : start + 250])
+            deleted = imgup(config_dir, "delete", "--yes", *ids[start : start + 250])
+            if deleted.returncode == 2 and "--yes" in deleted.stderr:  # an imgup from before --yes
+                deleted = imgup(config_dir, "delete", *ids[start : start + 250])
             if deleted.returncode != 0:
                 raise RuntimeError(f"imgup delete exited {deleted.returncode}: {deleted.stderr[-2000:]}")
         left = leftover_versions(stack, bucket, purge=args.purge_versions)

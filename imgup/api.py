@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ApiError, UploadRejected
+from .errors import ApiError, RouteMissing, UploadRejected
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_PAGES = 10_000
+MAX_BATCH = 100
+"""The most items one batch request (``POST /uploads``, ``POST /uploads/complete``) takes."""
 
 
 @dataclass
@@ -64,11 +66,18 @@ def make_http_client(timeout: float, transport: Any = None) -> Any:
 
 
 class ImageApi:
+    """The image API's routes. ``batch`` says whether the batch routes may be used: it turns
+    False, once, when the deployed API turns out not to have them (a stack deployed by an
+    older imgup), and the batch methods then fall back to the single-item routes."""
+
     def __init__(self, base_url: str, api_key: str, http: Any, retry: RetryPolicy | None = None):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.http = http
         self.retry = retry or RetryPolicy()
+        self.batch = True
+        self.clock_skew = 0.0
+        """Seconds the server's clock is ahead of ours, from the Date of its last answer."""
 
     def __repr__(self) -> str:  # never show the key
         return f"ImageApi({self.base_url!r})"
@@ -89,12 +98,35 @@ class ImageApi:
                     ) from None
                 self.retry.sleep(delay)
                 continue
+            self._note_date(response)
             if response.status_code in RETRY_STATUSES:
                 delay = next(delays, None)
                 if delay is not None:
                     self.retry.sleep(retry_after(response, delay))
                     continue
             return self._decode(method, path, response)
+
+    def _note_date(self, response: Any) -> None:
+        from email.utils import parsedate_to_datetime
+
+        stamp = getattr(response, "headers", {}).get("date")
+        if not stamp:
+            return
+        try:
+            self.clock_skew = parsedate_to_datetime(stamp).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            pass
+
+    def seconds_left(self, grant: dict[str, Any]) -> float | None:
+        """How long an upload URL still lives by its ``expiresAt``, counted on the server's
+        clock (so a client clock that is off does not matter); None if unknown."""
+        import datetime as dt
+
+        try:
+            expires = dt.datetime.fromisoformat(str(grant["expiresAt"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            return None
+        return expires.timestamp() - (time.time() + self.clock_skew)
 
     def _decode(self, method: str, path: str, response: Any) -> dict[str, Any]:
         try:
@@ -114,7 +146,7 @@ class ImageApi:
                 status,
             )
         if status == 403 and "Missing Authentication Token" in message:
-            raise ApiError(
+            raise RouteMissing(
                 f"The API has no route {method} {path} (is the deployment current?).",
                 "Run `imgup deploy` to update the stack.",
                 status,
@@ -151,6 +183,37 @@ class ImageApi:
     def complete(self, image_id: str) -> dict[str, Any]:
         return self._request("POST", f"/images/{image_id}/complete")
 
+    def request_uploads(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Presign up to MAX_BATCH uploads in one request; one entry per file, in order: a
+        grant, or ``{"error", "status"}`` for a file the API refused."""
+        if self.batch:
+            try:
+                answer = self._request("POST", "/uploads", json={"files": files})
+                return _entries(answer, "uploads", len(files))
+            except RouteMissing:
+                self.batch = False
+        return [self._single(self.request_upload, **_upload_args(f)) for f in files]
+
+    def complete_many(self, image_ids: list[str]) -> list[dict[str, Any]]:
+        """Complete up to MAX_BATCH uploads in one request; one entry per id, in order: the
+        ready image, or ``{"imageId", "error", "status"}``."""
+        if self.batch:
+            try:
+                answer = self._request("POST", "/uploads/complete", json={"imageIds": image_ids})
+                return _entries(answer, "images", len(image_ids))
+            except RouteMissing:
+                self.batch = False
+        return [{"imageId": i, **self._single(self.complete, i)} for i in image_ids]
+
+    @staticmethod
+    def _single(call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """A single-route call as a batch entry: its answer, or its failure as an entry (one
+        item's failure, even after its retries, is not the others')."""
+        try:
+            return call(*args, **kwargs)
+        except ApiError as exc:
+            return {"error": exc.message, "status": exc.status}
+
     def list_page(self, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if limit:
@@ -180,6 +243,28 @@ class ImageApi:
 
     def delete(self, image_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/images/{image_id}")
+
+
+def _upload_args(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "file_name": body["fileName"],
+        "file_type": body["fileType"],
+        "file_size": body["fileSize"],
+        "sha256": body.get("sha256"),
+    }
+
+
+def _entries(answer: dict[str, Any], name: str, expected: int) -> list[dict[str, Any]]:
+    entries = answer.get(name)
+    if (
+        not isinstance(entries, list)
+        or len(entries) != expected
+        or not all(isinstance(e, dict) for e in entries)
+    ):
+        raise ApiError(
+            f"The API answered a batch of {expected} with something else (no list {name!r} of that length)."
+        )
+    return entries
 
 
 def retry_after(response: Any, default: float) -> float:

@@ -8,6 +8,7 @@ Everything that talks to AWS gets an ``AwsTarget`` and wraps its calls in
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ class AwsTarget:
     session: Any
     endpoint_url: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _account: str | None = field(default=None, repr=False)
 
     @property
     def region(self) -> str:
@@ -45,14 +47,19 @@ class AwsTarget:
         return self._clients[service]
 
     def account_id(self) -> str:
-        with translate_errors("Looking up the AWS account"):
-            return self.client("sts").get_caller_identity()["Account"]
+        if self._account is None:
+            with translate_errors("Looking up the AWS account"):
+                self._account = str(self.client("sts").get_caller_identity()["Account"])
+        return self._account
 
 
 def aws_target(profile: str | None, region: str | None) -> AwsTarget:
     import boto3
     import botocore.exceptions
 
+    # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION, which the AWS CLI v2 and the other
+    # SDKs read first; so do we.
+    region = region or os.environ.get("AWS_REGION") or None
     try:
         session = boto3.session.Session(profile_name=profile, region_name=region)
     except botocore.exceptions.ProfileNotFound:
@@ -66,6 +73,47 @@ def aws_target(profile: str | None, region: str | None) -> AwsTarget:
             "Pass --region, set AWS_REGION, or set a region in your AWS profile.",
         )
     return AwsTarget(session)
+
+
+# The services the stack in infra.yaml uses, plus STS: a region must offer them all (moto, too,
+# knows a region per service, and fails on one it does not know).
+STACK_SERVICES = (
+    "cloudformation",
+    "s3",
+    "dynamodb",
+    "lambda",
+    "apigateway",
+    "sts",
+    "kms",
+    "sqs",
+    "sns",
+    "cloudwatch",
+    "logs",
+)
+
+
+def check_region(region: str, source: str) -> None:
+    """A UsageError unless botocore knows ``region`` for every service of the stack."""
+    import boto3
+
+    session = boto3.session.Session()
+    known: set[str] | None = None
+    for service in STACK_SERVICES:
+        regions = {
+            r for p in session.get_available_partitions() for r in session.get_available_regions(service, p)
+        }
+        known = regions if known is None else known & regions
+    if region not in (known or set()):
+        raise UsageError(
+            f"{source} sets the region to {region!r}, which is not a region imgup can deploy to.",
+            "Give a region such as us-east-1 or eu-west-1. A region newer than your boto3 needs "
+            "`pip install -U boto3`.",
+        )
+
+
+def region_source() -> str:
+    """Where ``aws_target`` found the region when imgup's settings gave none."""
+    return "AWS_REGION" if os.environ.get("AWS_REGION") else "AWS_DEFAULT_REGION or your AWS profile"
 
 
 def local_target(endpoint_url: str, region: str | None = None) -> AwsTarget:

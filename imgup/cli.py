@@ -12,13 +12,14 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from . import __version__, output
-from .errors import ExitCode, ImgupError, NotDeployed, PartialFailure, UsageError
+from .errors import AllFailed, ExitCode, ImgupError, NotDeployed, UsageError, UserInterrupt, batch_failure
 
 _debug = {"on": bool(os.environ.get("IMGUP_DEBUG"))}
 
@@ -66,7 +67,8 @@ class ImgupGroup(TyperGroup):
         except ImgupError as exc:
             if _debug["on"]:
                 traceback.print_exc()
-            output.error(exc.message, exc.hint)
+            if not exc.reported:
+                output.error(exc.message, exc.hint)
             return exc.exit_code
         except Exception as exc:
             if _is_usage_error(exc):  # Typer's (vendored) click: bad option, missing argument
@@ -94,12 +96,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     add_completion=False,
-    help="Deploy and use a serverless image-upload backend, on AWS or on a built-in local stack.",
+    # Help is plain text: no markup mode, so brackets such as [default: 4] are never eaten.
+    rich_markup_mode=None,
+    help="Deploy and use a serverless image-upload backend, on AWS or on a built-in local stack.\n\n"
+    "Start here: imgup deploy --local (no AWS account needed), then imgup upload photo.jpg, "
+    "then imgup list.",
 )
-local_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the built-in local stack.")
+local_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Start, stop or inspect the built-in local stack."
+)
 app.add_typer(local_app, name="local")
 
 JsonOption = typer.Option(False, "--json", help="Print data as JSON on stdout.")
+# Which remembered deployment a command uses (imgup.deployments has the rule; `imgup status`
+# lists them with the options that select each).
+StackNameOption = typer.Option(
+    None,
+    "--stack-name",
+    help="Use the deployment of this stack (default: IMGUP_STACK_NAME, config.json, else the "
+    "only deployment, else the one named imgup).",
+)
+RegionOption = typer.Option(None, "--region", help="Use the deployment in this region.")
+TargetOption = typer.Option(None, "--local/--aws", help="Use the deployment on the local stack, or on AWS.")
+
+
+def _target(local: bool | None) -> str | None:
+    return None if local is None else ("local" if local else "aws")
 
 
 def _version(value: bool) -> None:
@@ -125,13 +147,17 @@ def root(
 
 @app.command()
 def deploy(
-    local: bool = typer.Option(
-        False, "--local", help="Deploy to the built-in local stack (started if needed)."
+    local: bool | None = typer.Option(
+        None,
+        "--local/--aws",
+        help="Deploy to the built-in local stack (started if needed), or to AWS (the default).",
     ),
     stack_name: str | None = typer.Option(
-        None, "--stack-name", help="CloudFormation stack name [default: imgup]."
+        None, "--stack-name", help="CloudFormation stack name (default: imgup; or IMGUP_STACK_NAME)."
     ),
-    region: str | None = typer.Option(None, "--region", help="AWS region (default: boto3's chain)."),
+    region: str | None = typer.Option(
+        None, "--region", help="AWS region (default: AWS_REGION, then boto3's chain; local: us-east-1)."
+    ),
     profile: str | None = typer.Option(None, "--profile", help="AWS profile (default: boto3's chain)."),
     alert_email: str | None = typer.Option(
         None, "--alert-email", help="E-mail address for alarm notifications."
@@ -140,22 +166,25 @@ def deploy(
         None,
         "--reserved-concurrency",
         min=0,
-        help="Concurrent executions reserved per function [template default: 20]; 0 for a new AWS account.",
+        help="Concurrent executions reserved per function (default: 20, or what the stack has); "
+        "0 for a new AWS account.",
     ),
-    timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most."),
+    timeout: float = typer.Option(1800, "--wait", help="Seconds to wait for the stack at most (1 to 86400)."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Create or update the whole stack from infra.yaml, then remember it.
+    """Create or update the stack, then remember it.
+
+    Builds every resource of infra.yaml, on AWS or on the built-in local stack, and remembers
+    the deployment beside the others.
 
     Example: imgup deploy --local
     """
     from . import context
 
     started = time.monotonic()
-    settings = context.settings(stack_name=stack_name, region=region, profile=profile)
+    settings = context.settings(stack_name=stack_name, region=region, profile=profile, target=_target(local))
     result = context.deploy(
         settings,
-        local=local,
         alert_email=alert_email,
         timeout=timeout,
         reserved_concurrency=reserved_concurrency,
@@ -170,7 +199,9 @@ def deploy(
         f"({result.deployment.target}) in {elapsed:.1f} s"
     )
     _print_fields(info)
-    output.note("Next: imgup upload photo.jpg   (then: imgup list)")
+    # With several deployments remembered, the next commands may need options to reach this one.
+    options = "".join(" " + option for option in context.options_selecting(result.deployment, settings))
+    output.note(f"Next: imgup upload{options} photo.jpg   (then: imgup list{options})")
 
 
 def _print_fields(info: dict[str, Any]) -> None:
@@ -179,137 +210,473 @@ def _print_fields(info: dict[str, Any]) -> None:
         output.note(f"  {key:<{width}}  {value}")
 
 
+# --- output formats, the same on every command that prints data (imgup.output) -----------
+
+JsonOut = typer.Option(False, "--json", help="Print one JSON document (an array of objects).")
+JsonlOut = typer.Option(False, "--jsonl", help="Print one JSON object per line, as each comes.")
+CsvOut = typer.Option(False, "--csv", help="Print CSV with a header row of field names.")
+QuietOut = typer.Option(False, "--quiet", "-q", help="Print only the image ids, one per line.")
+
+IMAGE_FIELDS = (
+    "imageId",
+    "fileName",
+    "fileType",
+    "fileSize",
+    "width",
+    "height",
+    "sha256",
+    "uploadedAt",
+    "fileUrl",
+)
+
+
+def _stdin_lines(separator: bytes = b"\n") -> list[str]:
+    from .uploads import read_paths
+
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        raise UsageError("'-' reads from standard input, but nothing is piped in.")
+    return read_paths(stream.buffer, separator)
+
+
+def _items_or_stdin(items: list[str] | None, what: str, separator: bytes = b"\n") -> list[str]:
+    """The items given, or those read from stdin for '-' (or when stdin is a pipe and none
+    are given); '-' cannot be mixed with items."""
+    given = list(items or [])
+    stdin = sys.stdin
+    if given == ["-"] or (not given and stdin is not None and not stdin.isatty()):
+        return _stdin_lines(separator)
+    if "-" in given:
+        raise UsageError(f"'-' (read {what} from stdin) cannot be mixed with {what} given as arguments.")
+    return given
+
+
 @app.command()
 def upload(
     files: list[str] | None = typer.Argument(
         None, help="Image files; '-' (or a pipe) reads paths from stdin, one per line."
     ),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON object per uploaded file (JSON Lines)."
+    null: bool = typer.Option(
+        False, "--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0)."
     ),
     concurrency: int | None = typer.Option(
-        None, "--concurrency", "-j", help="Parallel uploads [default: 4]."
+        None, "--concurrency", "-j", help="Parallel uploads (default: 4; or IMGUP_CONCURRENCY)."
     ),
     retries: int | None = typer.Option(
-        None, "--retries", help="Retries per request on transient errors [default: 4]."
+        None, "--retries", help="Retries per request on transient errors (default: 4; or IMGUP_RETRIES)."
     ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Show no progress bars."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Upload images through presigned URLs, with a progress bar per file.
+    """Upload images; one result per file.
 
-    Example: imgup upload a.jpg b.png --json
+    Each file is checked first (a real JPEG, PNG, GIF or WebP within the size limit), then
+    sent straight to storage through a presigned URL, with progress bars, and verified.
+
+    Example: find . -name '*.jpg' -print0 | imgup upload -0 - --jsonl
     """
     from . import context
+    from .display import UploadDisplay
+    from .uploads import Interrupted, collect_files, upload_files
 
-    paths = list(files or [])
-    stdin = sys.stdin
-    if paths == ["-"] or (not paths and stdin is not None and not stdin.isatty()):
-        from .uploads import read_paths
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    paths = _items_or_stdin(files, "paths", b"\0" if null else b"\n")
+    if not paths:
+        raise UsageError(
+            "No files to upload.",
+            "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
+        )
+    settings = context.settings(
+        concurrency=concurrency, retries=retries, stack_name=stack_name, region=region, target=_target(local)
+    )
+    api, max_bytes = context.upload_api(settings)
+    good, bad = collect_files(paths, max_bytes)
+    emitter = output.Emitter(
+        fmt,
+        IMAGE_FIELDS,
+        columns=[output.NAME, output.SIZE, output.TYPE, output.ID],
+        plain=("imageId", "fileName"),
+        hints={"fileName": max((len(f.name) for f in good), default=0)},
+    ).begin()
+    for outcome in bad:
+        output.error(f"{outcome.source}: {outcome.error}")
 
-        paths = read_paths(stdin.buffer) if stdin is not None else []
-    elif "-" in paths:
-        raise UsageError("'-' (read paths from stdin) cannot be mixed with file names.")
-    settings = context.settings(concurrency=concurrency, retries=retries)
-    outcomes = context.upload(settings, paths, json_out=json_out)
-    failed = [o for o in outcomes if o.error]
-    done = len(outcomes) - len(failed)
-    output.note(f"Uploaded {done} of {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}.")
-    if failed:
-        raise PartialFailure(f"{len(failed)} of {len(outcomes)} files failed (see above).")
+    def on_result(local: Any, outcome: Any) -> None:
+        if outcome.image is not None:
+            emitter.row(outcome.image)
+        elif outcome.cancelled:
+            output.note(f"{outcome.source}: {outcome.error}")
+        else:
+            output.error(f"{outcome.source}: {outcome.error}")
+
+    display = UploadDisplay(good, enabled=output.animate() and not no_progress, on_result=on_result)
+    try:
+        with display:
+            outcomes = (
+                upload_files(good, api, concurrency=settings.concurrency, on_event=display) if good else []
+            )
+    except Interrupted as stop:
+        emitter.end()
+        uploaded = sum(1 for o in stop.outcomes if o.image)
+        failed = sum(1 for o in stop.outcomes if o.error and not o.cancelled) + len(bad)
+        raise UserInterrupt(
+            f"Interrupted: {uploaded} of {len(paths)} file{_s(len(paths))} uploaded"
+            + (" (their results are above)" if uploaded else "")
+            + (f", {failed} failed" if failed else "")
+            + f", {len(paths) - uploaded - failed} not uploaded."
+        ) from None
+    emitter.end()
+    uploaded = sum(1 for o in outcomes if o.image)
+    total = len(paths)
+    if total > 1:
+        output.note(f"Uploaded {uploaded} of {total} file{_s(total)}.")
+    failure = batch_failure(total - uploaded, total, "files")
+    if failure:
+        raise failure
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 @app.command("list")
 def list_images(
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON array of images on stdout."),
     limit: int | None = typer.Option(
-        None, "--limit", "-n", min=1, help="Show at most N images (newest first)."
+        None, "--limit", "-n", min=1, help="Show at most N images, newest first (default: 50)."
     ),
+    all_images: bool = typer.Option(False, "--all", "-a", help="List every image, streaming, page by page."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """List the gallery, newest first: a table for people, or JSON for scripts.
+    """List the gallery, newest first.
 
-    Example: imgup list --json | jq -r '.[].fileUrl'
+    A table for people, or data for scripts in the format asked for.
+
+    Example: imgup list --all --jsonl | jq -r .fileUrl
     """
     from . import context
 
-    images = context.list_images(context.settings(), limit)
-    if json_out:
-        output.emit_json([output.image_fields(i) for i in images])
-        return
-    if not images:
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    if all_images and limit is not None:
+        raise UsageError("Give --all or --limit, not both.")
+    shown_limit = None if all_images else (limit or DEFAULT_LIST_LIMIT)
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    # One more than is shown says whether there are more, without another request.
+    images = context.list_images(
+        settings,
+        None if shown_limit is None else shown_limit + 1,
+        page_size=100 if shown_limit is None else min(shown_limit + 1, 100),
+    )
+    emitter = output.Emitter(
+        fmt,
+        IMAGE_FIELDS,
+        columns=output.image_columns(),
+        plain=("imageId", "fileName", "fileType", "fileSize", "uploadedAt"),
+    )
+    more = False
+    first_page: list[dict[str, Any]] = []
+    for image in images:
+        if shown_limit is not None and emitter.count + len(first_page) >= shown_limit:
+            more = True
+            break
+        if fmt is output.Format.TABLE and shown_limit is not None:
+            first_page.append(image)  # a table of a known page fits its longest name
+            continue
+        emitter.row(image)
+    if first_page:
+        emitter.hints["fileName"] = max(len(str(i.get("fileName", ""))) for i in first_page)
+        for image in first_page:
+            emitter.row(image)
+    emitter.end()
+    if emitter.count == 0:
         output.note("No images yet. Upload one: imgup upload photo.jpg")
-        return
-    output.print_table(output.images_table(images))
-    output.note(f"{len(images)} image{'s' if len(images) != 1 else ''}")
+    elif more:
+        output.note(f"The newest {emitter.count} are shown; there are more. See all: imgup list --all")
+    elif fmt is output.Format.TABLE:
+        output.note(f"{emitter.count} image{_s(emitter.count)}")
+
+
+DEFAULT_LIST_LIMIT = 50
 
 
 @app.command()
 def delete(
-    image_ids: list[str] = typer.Argument(..., help="Ids of the images to delete."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per deleted image."),
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images to delete; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    ignore_missing: bool = typer.Option(
+        False, "--ignore-missing", help="An id that is not in the gallery is not an error."
+    ),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Delete images (object and record) by id.
+    """Delete images by id.
 
-    Example: imgup list --json | jq -r '.[].imageId' | xargs imgup delete
+    Deletes the record and the stored object. Asks first at a terminal unless --yes.
+
+    Example: imgup list -q | imgup delete - --yes
     """
     from . import context
 
-    failures = 0
-    for image_id, error in context.delete_images(context.settings(), image_ids):
-        if error:
-            failures += 1
-            output.error(f"{image_id}: {error}")
-        elif json_out:
-            output.emit_json({"imageId": image_id, "deleted": True}, lines=True)
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    ids = [i.strip() for i in _items_or_stdin(image_ids, "ids")]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise UsageError(
+            "No image ids to delete.", "Name them, or pipe them: imgup list -q | imgup delete - --yes"
+        )
+    api = context.image_api(context.settings(stack_name=stack_name, region=region, target=_target(local)))
+    if not yes and not _confirmed(f"Delete {len(ids)} image{_s(len(ids))}?"):
+        output.note("Cancelled: nothing was deleted.")  # an answer, not an error: exit 0
+        return
+    emitter = output.Emitter(fmt, ("imageId", "deleted"), columns=[output.ID], plain=("imageId",)).begin()
+    failed = 0
+    for image_id, error, status in context.delete_images(api, ids):
+        if error is None:
+            emitter.row({"imageId": image_id, "deleted": True})
+        elif status == 404 and ignore_missing:
+            output.note(f"{image_id}: not in the gallery (ignored).")
         else:
-            output.emit_line(image_id)
-    if failures:
-        raise PartialFailure(f"{failures} of {len(image_ids)} deletions failed.")
+            failed += 1
+            output.error(f"{image_id}: {error}")
+    emitter.end()
+    failure = batch_failure(failed, len(ids), "deletions")
+    if failure:
+        raise failure
+
+
+def _confirmed(question: str) -> bool:
+    """The user's answer at the terminal; without a terminal to ask on, a usage error."""
+    if not _interactive():
+        raise UsageError(
+            "Refusing to delete without confirmation (no terminal to ask on).", "Pass --yes to confirm."
+        )
+    return _ask(question)
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:
+        return False
+
+
+SHOW_FIELDS = (*IMAGE_FIELDS, "objectKey")
+DOWNLOAD_FIELDS = ("imageId", "fileName", "fileSize", "sha256", "path")
+
+
+def _each_image(ids: list[str], action: Any, emitter: output.Emitter, what: str) -> None:
+    """Run ``action(id)`` for every id, emitting its result or reporting its failure on one
+    line; end with the batch's exit code."""
+    from .images import ItemFailed
+
+    failed = 0
+    emitter.begin()
+    for image_id in ids:
+        try:
+            emitter.row(action(image_id))
+        except ItemFailed as exc:
+            failed += 1
+            output.error(f"{image_id}: {exc.message}")
+    emitter.end()
+    failure = batch_failure(failed, len(ids), what)
+    if failure:
+        raise failure
+
+
+def _ids(image_ids: list[str] | None) -> list[str]:
+    ids = [i.strip() for i in _items_or_stdin(image_ids, "ids")]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise UsageError("No image ids given.", "Name them, or pipe them: imgup list -q | imgup show -")
+    return ids
+
+
+@app.command()
+def show(
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+) -> None:
+    """Show every detail of images.
+
+    Name, type, size, width and height, SHA-256, upload time, object key and a fresh link.
+
+    Example: imgup show 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b --json
+    """
+    from . import context
+    from .images import get_image
+
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    ids = _ids(image_ids)
+    api = context.image_api(context.settings())
+    emitter = output.Emitter(fmt, SHOW_FIELDS, plain=SHOW_FIELDS, vertical=True)
+    _each_image(ids, lambda image_id: get_image(api, image_id), emitter, "images")
+
+
+@app.command()
+def download(
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    directory: Path = typer.Option(
+        Path("."), "--output-dir", "-o", help="Folder to save into (default: the current one)."
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite files that exist."),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+) -> None:
+    """Download images under their stored names, verified.
+
+    Each file's SHA-256 must be the recorded one; a file that exists is never overwritten
+    without --force.
+
+    Example: imgup list -q -n 10 | imgup download - -o ./photos
+    """
+    from . import context
+    from .images import download as fetch
+
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    ids = _ids(image_ids)
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a folder.", "Create it first, or pass another --output-dir.")
+    api = context.image_api(context.settings())
+    columns = [output.NAME, output.SIZE, output.Column("path", "Saved as", flexible=True), output.ID]
+    emitter = output.Emitter(fmt, DOWNLOAD_FIELDS, columns=columns, plain=("imageId", "path"))
+    _each_image(ids, lambda image_id: fetch(api, image_id, directory, force=force), emitter, "downloads")
+
+
+@app.command("open")
+def open_image(
+    image_id: str = typer.Argument(..., help="Id of the image."),
+) -> None:
+    """Open an image in the web browser.
+
+    Where no browser can be started, its link is printed instead.
+
+    Example: imgup open 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b
+    """
+    import webbrowser
+
+    from . import context
+    from .images import ItemFailed, get_image
+
+    api = context.image_api(context.settings())
+    try:
+        image = get_image(api, image_id)
+    except ItemFailed as exc:
+        output.error(f"{image_id}: {exc.message}")
+        raise AllFailed(exc.message) from None
+    url = str(image["fileUrl"])
+    if not webbrowser.open(url):
+        output.note("No web browser could be started; the link (valid for one hour) is on stdout.")
+        output.emit_line(url)
 
 
 @app.command()
 def status(
     json_out: bool = JsonOption,
     show_key: bool = typer.Option(False, "--show-key", help="Include the API key."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Show what is deployed: target, stack, API URL, bucket, table, region.
+    """Show what is deployed.
+
+    The selected deployment (target, stack, API URL, bucket, table, region), and every
+    deployment imgup remembers, with the options that select each.
 
     Example: imgup status --json --show-key
     """
     from . import context
 
-    info = context.status(show_key=show_key)
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    deployments = context.remembered(settings)
+    try:
+        info = context.status(settings, show_key=show_key)
+    except ImgupError:  # nothing selected, or it is gone: still say what is remembered
+        if json_out and deployments:
+            output.emit_json({"deployments": deployments})
+        _print_deployments(deployments)
+        raise
     if json_out:
-        output.emit_json(info)
+        output.emit_json({**info, "deployments": deployments})
     else:
         _print_fields(info)
+    if len(deployments) > 1:
+        _print_deployments(deployments)
+
+
+def _print_deployments(deployments: list[dict[str, Any]]) -> None:
+    if not deployments:
+        return
+    output.note(f"imgup remembers {len(deployments)} deployment{'s' if len(deployments) != 1 else ''}:")
+    width = max(len(d["stackName"]) for d in deployments)
+    for item in deployments:
+        mark = "*" if item["selected"] else " "
+        options = " ".join(item["selectWith"]) or "(used when no option selects another)"
+        output.note(
+            f"  {mark} {item['stackName']:<{width}}  {item['target']:<5}  {item['region']:<14}  {options}"
+        )
+    chosen = "* = selected. " if any(d["selected"] for d in deployments) else "None is selected. "
+    output.note(
+        chosen + "Every command takes the options shown (or IMGUP_STACK_NAME, IMGUP_REGION, IMGUP_TARGET)."
+    )
 
 
 @app.command()
 def cleanup(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Delete everything imgup deployed: images, stack, artifacts, local stack, config.
+    """Delete everything a deployment made.
+
+    The selected deployment's images, stack and artifacts, then its record. The local stack
+    stops once no remembered deployment lives on it.
 
     Example: imgup cleanup --yes
     """
-    from . import config, context
+    from . import context
 
-    deployment = config.load_deployment(required=False)
-    if deployment is None:
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    if not context.remembered(settings):
         if context.stop_local_stack():
             output.note("Stopped the local stack.")
         raise NotDeployed("Nothing is deployed, so there is nothing to clean up.")
+    deployment = context.selected(settings)
     if not yes:
-        if sys.stdin is None or not sys.stdin.isatty():
-            raise UsageError(
-                "Refusing to delete without confirmation (no terminal to ask on).",
-                "Pass --yes to confirm.",
-            )
         what = (
             f"stack {deployment.stack_name} ({deployment.target}, {deployment.region}), "
             f"bucket {deployment.bucket} with all its images, and table {deployment.table}"
         )
-        if not typer.confirm(f"Delete {what}?", default=False, err=True):
-            raise UsageError("Cleanup cancelled; nothing was deleted.")
+        if not _confirmed(f"Delete {what}?"):
+            output.note("Cancelled: nothing was deleted.")  # an answer, not an error: exit 0
+            return
     report = context.cleanup(deployment)
     output.err.print(
         f"[green]Cleaned up[/] stack {deployment.stack_name}: {report.objects_deleted} object "
@@ -317,19 +684,35 @@ def cleanup(
     )
 
 
+def _ask(question: str) -> bool:
+    """Ask on stderr, read the answer from stdin; only y or yes agrees. (click's confirm
+    writes a space to stdout, which carries data only.)"""
+    output.err.print(f"{output.printable(question)} [y/N]: ", end="", markup=False)
+    answer = sys.stdin.readline()
+    if not answer:  # end of input: no answer is no
+        output.note("")
+    return answer.strip().lower() in {"y", "yes"}
+
+
 @app.command()
 def doctor(
     json_out: bool = JsonOption,
     quick: bool = typer.Option(False, "--quick", help="Skip reading objects to verify checksums."),
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
 ) -> None:
-    """Check that table and bucket agree: every ready image has its object (size, SHA-256),
-    and every object under images/ has a record.
+    """Check that table and bucket agree.
+
+    Every ready image has its object (size, SHA-256), and every object under images/ has a
+    record.
 
     Example: imgup doctor --json
     """
     from . import context
 
-    report = context.doctor(verify_checksums=not quick)
+    settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
+    report = context.doctor(settings, verify_checksums=not quick)
     if json_out:
         output.emit_json(report.as_dict())
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.records.items())) or "no records"

@@ -8,7 +8,6 @@ modules, which take them as parameters so that tests can pass others.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +15,10 @@ from rich.markup import escape
 
 from . import config, output
 from .api import ImageApi, RetryPolicy, make_http_client
-from .aws import AwsTarget, aws_target, local_target
+from .aws import AwsTarget, aws_target, check_region, local_target, region_source
 from .config import Deployment, Settings
-from .errors import ApiError, NotDeployed, UsageError
+from .deployments import DeploymentId, Registry, criteria_of, selecting_options
+from .errors import ApiError, ImgupError, NotDeployed, UsageError
 from .stack import StackEvent, Waiter
 
 
@@ -66,9 +66,9 @@ def target_for(deployment: Deployment) -> AwsTarget:
         found = control.status()
         if found is None or found.endpoint_url != deployment.endpoint_url:
             raise NotDeployed(
-                "The local stack that held this deployment is not running any more "
+                f"The local stack that held {DeploymentId.of(deployment)} is not running any more "
                 "(it keeps everything in memory).",
-                "Run `imgup deploy --local` to deploy it again.",
+                f"Run `{DeploymentId.of(deployment).deploy_command()}` to deploy it again.",
             )
         return local_target(found.endpoint_url, deployment.region)
     return aws_target(deployment.profile, deployment.region)
@@ -82,119 +82,132 @@ def _waiter(local: bool, timeout: float = 1800) -> Waiter:
 def deploy(
     settings: Settings,
     *,
-    local: bool,
     alert_email: str | None,
     timeout: float,
     reserved_concurrency: int | None = None,
 ) -> Any:
+    """Check every setting, then deploy and remember the deployment beside the others. Nothing
+    is created (no local stack, no bucket) until the region, the options and the config
+    directory are known to be good. ``settings.target`` says where: local, else AWS."""
     from .deployer import deploy as run_deploy
     from .local import control
 
+    local = settings.target == "local"
+    timeout = config.number("wait", timeout, "--wait", float, 1, 86400)
+    if alert_email is not None:
+        config.check_alert_email(alert_email)
+    given_by = settings.sources.get("region")
+    aws: AwsTarget | None = None
+    if local:
+        region = settings.region or config.LOCAL_REGION
+        check_region(region, given_by or "The local stack's default")
+    else:
+        aws = aws_target(settings.profile, settings.region)  # no request yet
+        region = aws.region
+        check_region(region, given_by or region_source())
+    registry = Registry()
+    which = DeploymentId(settings.stack_name, region, "local" if local else "aws")
+    registry.prepare(which)
+    if aws is not None:
+        _refuse_another_account(registry, which, aws)
     # Concurrent local deploys take turns (the second finds the first one's stack).
     with control.deploying() if local else contextlib.nullcontext():
-        target = _local_target(settings.region) if local else aws_target(settings.profile, settings.region)
-        waiter = _waiter(local, timeout)
+        target = aws or _local_target(region)  # the first side effect: the local stack starts
         result = run_deploy(
             target,
             settings.stack_name,
             StderrReporter(),
-            waiter,
+            _waiter(local, timeout),
             local=local,
             profile=settings.profile,
             alert_email=alert_email,
             reserved_concurrency=reserved_concurrency,
         )
-        config.save_deployment(result.deployment, result.api_key)
+        registry.save(result.deployment, result.api_key)
     return result
 
 
+def _refuse_another_account(registry: Registry, which: DeploymentId, target: AwsTarget) -> None:
+    """Deploying a remembered stack name and region into another account (another profile)
+    would forget the first stack while it still runs: refuse, before creating anything."""
+    if which not in registry.ids():
+        return
+    try:
+        known = registry.load(which).account
+    except ImgupError:
+        return  # an unreadable record: deploying again rewrites it
+    if known and known != target.account_id():
+        raise UsageError(
+            f"imgup remembers {which} in AWS account {known}, and these credentials are for "
+            f"account {target.account_id()}.",
+            "Use the profile of that account, clean that stack up first (`imgup cleanup "
+            f"--aws --stack-name {which.stack_name} --region {which.region}`), or pick another --stack-name.",
+        )
+
+
+def _kept_criteria(settings: Settings) -> dict[str, str]:
+    """What selects a deployment on the next command too: IMGUP_* and config.json, not flags."""
+    return {k: v for k, v in criteria_of(settings).items() if not settings.sources[k].startswith("--")}
+
+
+def options_selecting(deployment: Deployment, settings: Settings) -> list[str]:
+    """The fewest options that select this deployment on the next command."""
+    return selecting_options(DeploymentId.of(deployment), Registry().ids(), _kept_criteria(settings))
+
+
+def api_key(registry: Registry, which: DeploymentId) -> str:
+    """The deployment's API key, with a warning on stderr when others can read its file."""
+    key = registry.api_key(which)
+    warning = config.key_file_warning(registry.key_path(which))
+    if warning:
+        output.note(f"Warning: {warning}")
+    return key
+
+
+def selected(settings: Settings) -> Deployment:
+    """The deployment the settings select (``imgup.deployments`` has the rule); no request."""
+    registry = Registry()
+    return registry.load(registry.select(settings))
+
+
 def image_api(settings: Settings, deployment: Deployment | None = None) -> ImageApi:
-    deployment = deployment or config.load_deployment()
+    """The API client of the selected deployment (or of ``deployment``)."""
+    deployment = deployment or selected(settings)
     if deployment.is_local:
         target_for(deployment)  # fails clearly when the local stack is gone
     return ImageApi(
         deployment.api_url,
-        config.load_api_key(),
+        api_key(Registry(), DeploymentId.of(deployment)),
         make_http_client(settings.timeout),
         RetryPolicy(retries=settings.retries),
     )
 
 
-def upload(settings: Settings, paths: list[str], *, json_out: bool) -> list[Any]:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-
-    from .uploads import Outcome, Uploader, collect_files, upload_all
-
-    if not paths:
-        raise UsageError(
-            "No files to upload.",
-            "Name image files, or pipe paths one per line: `ls *.jpg | imgup upload -`.",
-        )
-    deployment = config.load_deployment()
-    good, bad = collect_files(paths, deployment.max_upload_bytes)
-    for outcome in bad:
-        output.error(f"{outcome.source}: {outcome.error}")
-    if not good:
-        return bad
-    api = image_api(settings, deployment)
-    uploader = Uploader(api, api.http, api.retry, threading.Event())
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=output.err,
-        transient=True,
-        disable=not output.err.is_terminal,
-    )
-    total = progress.add_task("total", total=sum(f.size for f in good), visible=len(good) > 1)
-    tasks: dict[Any, Any] = {}
-
-    def on_start(local: Any) -> Any:
-        task = progress.add_task(local.name[:40], total=local.size, visible=False)
-        tasks[local] = task
-
-        def advance(nbytes: int) -> None:
-            progress.update(task, advance=nbytes, visible=True)
-            progress.update(total, advance=nbytes)
-
-        return advance
-
-    def on_done(local: Any, outcome: Outcome) -> None:
-        progress.update(tasks[local], visible=False)
-        if outcome.image is not None:
-            if json_out:
-                output.emit_json(outcome.image, lines=True)
-            else:
-                output.emit_line(f"{outcome.image['imageId']}\t{outcome.image['fileName']}")
-        else:
-            output.error(f"{outcome.source}: {outcome.error}")
-
-    with progress:
-        outcomes = upload_all(good, uploader, settings.concurrency, on_start=on_start, on_done=on_done)
-    return bad + outcomes
+def upload_api(settings: Settings) -> tuple[ImageApi, int]:
+    """The API client for uploads and the selected deployment's size limit."""
+    deployment = selected(settings)
+    return image_api(settings, deployment), deployment.max_upload_bytes
 
 
-def list_images(settings: Settings, limit: int | None) -> list[dict[str, Any]]:
-    return list(image_api(settings).iter_images(limit=limit))
+def list_images(settings: Settings, limit: int | None, page_size: int) -> Iterator[dict[str, Any]]:
+    return image_api(settings).iter_images(limit=limit, page_size=page_size)
 
 
-def delete_images(settings: Settings, image_ids: list[str]) -> Iterator[tuple[str, str | None]]:
-    api = image_api(settings)
+def delete_images(api: ImageApi, image_ids: list[str]) -> Iterator[tuple[str, str | None, int | None]]:
+    """Delete each image; (id, None, None) when deleted, else (id, why, HTTP status)."""
+    from .backend.rules import is_image_id
+
     for image_id in image_ids:
+        if not is_image_id(image_id):
+            yield image_id, "not an image id (ids look like 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b).", 400
+            continue
         try:
             api.delete(image_id)
-            yield image_id, None
+            yield image_id, None, None
         except ApiError as exc:
             if exc.status is None or exc.status >= 500 or exc.status == 403:
                 raise
-            yield image_id, exc.message
+            yield image_id, exc.message, exc.status
 
 
 def status_fields(deployment: Deployment, stack_status: str | None) -> dict[str, Any]:
@@ -212,38 +225,84 @@ def status_fields(deployment: Deployment, stack_status: str | None) -> dict[str,
     return info
 
 
-def status(show_key: bool) -> dict[str, Any]:
+def remembered(settings: Settings) -> list[dict[str, Any]]:
+    """Every remembered deployment: whether the settings select it, and the fewest options
+    that select it on a command (no request)."""
+    registry = Registry()
+    ids = registry.ids()
+    try:
+        chosen: DeploymentId | None = registry.select(settings)
+    except ImgupError:
+        chosen = None
+    given = _kept_criteria(settings)
+    return [
+        {
+            "stackName": which.stack_name,
+            "target": which.target,
+            "region": which.region,
+            "selected": which == chosen,
+            "selectWith": selecting_options(which, ids, given),
+        }
+        for which in ids
+    ]
+
+
+def status(settings: Settings, show_key: bool) -> dict[str, Any]:
     from .deployer import require_stack
 
-    deployment = config.load_deployment()
+    registry = Registry()
+    which = registry.select(settings)
+    deployment = registry.load(which)
+    key = api_key(registry, which) if show_key else None  # a broken key file: before any request
     stack = require_stack(target_for(deployment), deployment)
     info = status_fields(deployment, stack["StackStatus"])
-    if show_key:
-        info["apiKey"] = config.load_api_key()
+    if key is not None:
+        info["apiKey"] = key
     return info
 
 
 def cleanup(deployment: Deployment) -> Any:
+    """Delete this deployment and forget it; stop the local stack only when no other
+    remembered deployment lives on it."""
     from .deployer import CleanupReport
     from .deployer import cleanup as run_cleanup
 
+    registry = Registry()
+    which = DeploymentId.of(deployment)
     try:
         target = target_for(deployment)
-    except NotDeployed:  # a local deployment whose stack has stopped: nothing is left of it
-        output.note("The local stack is not running; its resources are already gone.")
-        stop_local_stack()
-        config.forget_deployment()
+    except NotDeployed:  # its local stack has stopped: nothing is left of it but the record
+        output.note("The local stack that held it is not running; its resources are already gone.")
+        registry.forget(which)
         return CleanupReport()
     report = run_cleanup(target, deployment, StderrReporter(), _waiter(deployment.is_local))
+    registry.forget(which)
     if deployment.is_local:
-        stop_local_stack()
-        output.note("Stopped the local stack.")
-    config.forget_deployment()
+        neighbours = _on_the_same_local_stack(registry, deployment)
+        if neighbours:
+            output.note(f"The local stack keeps running for {', '.join(map(str, neighbours))}.")
+        else:
+            stop_local_stack()
+            output.note("Stopped the local stack.")
     return report
 
 
-def doctor(verify_checksums: bool) -> Any:
+def _on_the_same_local_stack(registry: Registry, deployment: Deployment) -> list[DeploymentId]:
+    found = []
+    for which in registry.ids():
+        if which.target != "local":
+            continue
+        try:
+            endpoint = registry.load(which).endpoint_url
+        except ImgupError:
+            endpoint = deployment.endpoint_url  # unreadable: it may live there, so keep the stack
+        if endpoint == deployment.endpoint_url:
+            found.append(which)
+    return found
+
+
+def doctor(settings: Settings, verify_checksums: bool) -> Any:
     from .doctor import check
 
-    deployment = config.load_deployment()
+    deployment = selected(settings)
     return check(target_for(deployment), deployment, verify_checksums=verify_checksums)

@@ -16,6 +16,7 @@ Progress goes to a ``Reporter``; nothing here prints or prompts.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,11 +62,16 @@ def deploy(
     reporter.step("Packaging the backend")
     bundle = build_bundle()
     body = template_path().read_text(encoding="utf-8")
-    artifacts = artifacts_bucket_name(target.account_id(), region)
+    account = target.account_id()
+    artifacts = artifacts_bucket_name(account, region)
     code_key = bundle.key(stack_name)
     cfn.ensure_private_bucket(target, artifacts)
     if cfn.put_object_once(target, artifacts, code_key, bundle.data):
         reporter.step(f"Uploaded s3://{artifacts}/{code_key}")
+    # From S3, a template may hold 1 MB; passed inline (TemplateBody), only 51,200 bytes.
+    template_key = f"imgup/{stack_name}/template-{hashlib.sha256(body.encode()).hexdigest()[:20]}.yaml"
+    cfn.put_object_once(target, artifacts, template_key, body.encode("utf-8"))
+    template_url = cfn.object_url(target, artifacts, template_key)
 
     stack = cfn.describe_stack(target, stack_name)
     if stack and stack["StackStatus"] in REPLACEABLE:
@@ -95,12 +101,18 @@ def deploy(
         if stack is None:
             reporter.step(f"Creating stack {stack_name}")
             cfn.create_stack(
-                target, stack_name, body, params, waiter, reporter.stack_event, tags={"created-by": "imgup"}
+                target,
+                stack_name,
+                template_url,
+                params,
+                waiter,
+                reporter.stack_event,
+                tags={"created-by": "imgup"},
             )
             changed = True
         else:
             reporter.step(f"Updating stack {stack_name}")
-            changed = cfn.update_stack(target, stack_name, body, params, waiter, reporter.stack_event)
+            changed = cfn.update_stack(target, stack_name, template_url, params, waiter, reporter.stack_event)
             if not changed:
                 reporter.step(f"Stack {stack_name} is up to date")
         stack = cfn.describe_stack(target, stack_name)
@@ -134,6 +146,7 @@ def deploy(
         api_key_id=outputs.get("ApiKeyId"),
         stack_status=stack["StackStatus"],
         deployed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        account=account,
     )
     return DeployResult(deployment, api_key, changed, outputs)
 

@@ -12,10 +12,18 @@ happen (``imgup.aws``, ``imgup.api``), never in the commands.
     │   └── StackFailed            exit 4   the CloudFormation stack ended in a failed state
     ├── ApiError                   exit 5   the image API refused or could not be reached
     │   └── UploadRejected         exit 5   the server refused one upload (size, type, checksum)
+    │   └── RouteMissing           exit 5   the deployed API lacks a route (an older stack)
     ├── FileRejected               exit 6   a local file is unfit for upload (checked before any request)
-    └── PartialFailure             exit 6   some items of a batch failed; the others succeeded
+    ├── PartialFailure             exit 6   some items of a batch failed; the others succeeded
+    └── AllFailed                  exit 7   every item of a batch failed (each failure is on stderr)
 
+    UserInterrupt                  exit 130 Ctrl-C, with a summary of what was done
     KeyboardInterrupt              exit 130 (handled in imgup.cli)
+
+A command over many items (upload, delete, ...) reports each failed item on its own line as
+it happens, and ends with ``batch_failure``: nothing (all succeeded), PartialFailure or
+AllFailed. Their problems were already reported one line each, so these are ``reported``:
+imgup.cli gives their exit code without printing another error line.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ class ExitCode:
     AWS = 4
     API = 5
     SOME_FAILED = 6
+    ALL_FAILED = 7
     INTERRUPTED = 130
 
 
@@ -36,6 +45,7 @@ class ImgupError(Exception):
     """An error meant for a person: what happened, and (hint) what to do next."""
 
     exit_code = ExitCode.FAILURE
+    reported = False  # already shown to the user: only the exit code is left to give
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -77,9 +87,38 @@ class UploadRejected(ApiError):
     pass
 
 
+class RouteMissing(ApiError):
+    """The API answered that it has no such route: a stack deployed by an older imgup."""
+
+
 class FileRejected(ImgupError):
     exit_code = ExitCode.SOME_FAILED
 
 
 class PartialFailure(ImgupError):
     exit_code = ExitCode.SOME_FAILED
+    reported = True
+
+
+class AllFailed(ImgupError):
+    exit_code = ExitCode.ALL_FAILED
+    reported = True
+
+
+def batch_failure(failed: int, total: int, what: str) -> ImgupError | None:
+    """The error that ends a batch of ``total`` items of which ``failed`` failed, or None.
+
+    ``what`` names the items in the plural ("files", "images"); the message counts them."""
+    if not failed:
+        return None
+    if failed == total:
+        return AllFailed(
+            f"{'The' if total == 1 else 'All'} {total} {what if total != 1 else what[:-1]} failed."
+        )
+    return PartialFailure(f"{failed} of {total} {what} failed; the others succeeded.")
+
+
+class UserInterrupt(ImgupError):
+    """Ctrl-C; the message says what was done before it."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -157,7 +157,7 @@ def template_unchanged(
 def create_stack(
     target: AwsTarget,
     name: str,
-    body: str,
+    template_url: str,
     params: dict[str, str],
     waiter: Waiter,
     on_event: EventSink,
@@ -173,7 +173,7 @@ def create_stack(
     with translate_errors(f"Creating stack {name}"):
         target.client("cloudformation").create_stack(
             StackName=name,
-            TemplateBody=body,
+            TemplateURL=template_url,
             Parameters=_parameters(params),
             Capabilities=CAPABILITIES,
             Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
@@ -188,7 +188,7 @@ def _parameters(params: dict[str, str]) -> list[dict[str, str]]:
 def update_stack(
     target: AwsTarget,
     name: str,
-    body: str,
+    template_url: str,
     params: dict[str, str],
     waiter: Waiter,
     on_event: EventSink,
@@ -202,7 +202,7 @@ def update_stack(
             StackName=name,
             ChangeSetName=change_set,
             ChangeSetType="UPDATE",
-            TemplateBody=body,
+            TemplateURL=template_url,
             Parameters=_parameters(params),
             Capabilities=CAPABILITIES,
         )
@@ -271,6 +271,12 @@ def ensure_private_bucket(target: AwsTarget, bucket: str) -> None:
             },
         )
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "created-by", "Value": "imgup"}]})
+
+
+def object_url(target: AwsTarget, bucket: str, key: str) -> str:
+    """The virtual-hosted https URL of an object, as CloudFormation's TemplateURL wants it."""
+    suffix = "amazonaws.com.cn" if target.region.startswith("cn-") else "amazonaws.com"
+    return f"https://{bucket}.s3.{target.region}.{suffix}/{key}"
 
 
 def put_object_once(target: AwsTarget, bucket: str, key: str, data: bytes) -> bool:

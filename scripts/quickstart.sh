@@ -4,8 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# imgup needs Python 3.11 or newer; PYTHON picks another interpreter (e.g. PYTHON=python3.12).
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "imgup needs Python 3.11 or newer; $python is $("$python" --version 2>&1 || echo missing)." >&2
+    echo "Run again with PYTHON=python3.12 (or another 3.11+ interpreter)." >&2
+    exit 2
+fi
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'

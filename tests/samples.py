@@ -1,4 +1,4 @@
-"""Small real images of the four allowed formats, and files that only pretend to be images."""
+"""Small images of the four allowed formats whose headers really parse (type, width, height)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,40 @@ def png_bytes(padding: int = 64) -> bytes:
     )
 
 
-def jpeg_bytes(padding: int = 64) -> bytes:
-    return b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00" + b"\x00" * padding + b"\xff\xd9"
+def jpeg_bytes(padding: int = 64, width: int = 1, height: int = 1) -> bytes:
+    """A baseline JPEG's structure: SOI, a JFIF APP0, the frame header (SOF0) of a
+    ``width`` x ``height`` greyscale image, a scan of ``padding`` bytes of entropy data, EOI."""
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof0 = b"\xff\xc0\x00\x0b\x08" + struct.pack(">HH", height, width) + b"\x01\x01\x11\x00"
+    sos = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + app0 + sof0 + sos + b"\x00" * padding + b"\xff\xd9"
 
 
 def gif_bytes(padding: int = 32) -> bytes:
-    return b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * padding + b";"
+    """A real 1x1 GIF; ``padding`` bytes go into a comment extension before the image."""
+    comment = b""
+    if padding > 0:
+        text = b"x" * padding
+        blocks = b"".join(
+            bytes([len(text[i : i + 255])]) + text[i : i + 255] for i in range(0, len(text), 255)
+        )
+        comment = b"\x21\xfe" + blocks + b"\x00"
+    return (
+        b"GIF89a\x01\x00\x01\x00\x80\x00\x00"  # screen descriptor, 2-colour global table
+        + b"\x00\x00\x00\xff\xff\xff"
+        + comment
+        + b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00"  # image descriptor
+        + b"\x02\x02\x44\x01\x00"  # LZW data
+        + b";"
+    )
 
 
-def webp_bytes(padding: int = 40) -> bytes:
-    body = b"WEBPVP8 " + b"\x00" * padding
+def webp_bytes(padding: int = 40, width: int = 1, height: int = 1) -> bytes:
+    """A lossy WebP's structure: RIFF, a VP8 chunk whose key-frame header says ``width`` x
+    ``height``, then ``padding`` bytes of frame data."""
+    frame = b"\x10\x00\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\x00" * padding
+    chunk = b"VP8 " + struct.pack("<I", len(frame)) + frame + b"\x00" * (len(frame) % 2)
+    body = b"WEBP" + chunk
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 

@@ -11,13 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from imgup.cli import app
-from tests.conftest import run_imgup
+from tests.conftest import IMGUP, run_imgup
 
 COMMANDS = [
     ["deploy"],
     ["upload"],
     ["list"],
     ["delete"],
+    ["show"],
+    ["download"],
+    ["open"],
     ["status"],
     ["cleanup"],
     ["doctor"],
@@ -86,9 +89,8 @@ def test_commands_before_any_deploy_exit_3_and_say_to_deploy(command: list[str])
     assert "Traceback" not in result.stderr
 
 
-def _fake_deployment(config_dir: Path, api_url: str = "http://127.0.0.1:9/_api/x/y/v1") -> None:
+def _fake_record(api_url: str = "http://127.0.0.1:9/_api/x/y/v1", **changes: object) -> dict:
     """A deployment record that points at a closed port: any network call would fail."""
-    config_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "target": "aws",
         "stack_name": "imgup",
@@ -105,19 +107,30 @@ def _fake_deployment(config_dir: Path, api_url: str = "http://127.0.0.1:9/_api/x
         "stack_status": "CREATE_COMPLETE",
         "deployed_at": None,
     }
-    (config_dir / "deployment.json").write_text(json.dumps(record))
-    (config_dir / "api-key").write_text("secret-key-value\n")
+    record.update(changes)
+    return record
+
+
+def _fake_deployment(config_dir: Path, **changes: object) -> Path:
+    """Remember a fake deployment (see ``_fake_record``); its folder in the registry."""
+    from imgup.config import Deployment
+    from imgup.deployments import DeploymentId, Registry
+
+    deployment = Deployment(**_fake_record(**changes))  # type: ignore[arg-type]
+    registry = Registry(config_dir)
+    registry.save(deployment, "secret-key-value")
+    return registry.directory / DeploymentId.of(deployment).dirname
 
 
 def test_cleanup_without_yes_and_without_a_terminal_refuses_with_exit_2(isolated: Path) -> None:
-    _fake_deployment(isolated)
+    folder = _fake_deployment(isolated)
     result = run_imgup("cleanup")
     assert result.code == 2
     assert "--yes" in result.stderr
-    assert (isolated / "deployment.json").exists()
+    assert (folder / "deployment.json").exists()
 
 
-def test_bad_files_are_refused_before_any_network_call_with_exit_6(
+def test_bad_files_are_refused_before_any_network_call_with_exit_7_when_all_fail(
     isolated: Path, tmp_path: Path, samples: dict[str, Path]
 ) -> None:
     _fake_deployment(isolated)
@@ -128,10 +141,10 @@ def test_bad_files_are_refused_before_any_network_call_with_exit_6(
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     result = run_imgup("upload", str(big), str(empty), str(text), str(tmp_path / "none.webp"), str(tmp_path))
-    assert result.code == 6
+    assert result.code == 7
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert any("big.png" in e and "exceeds the limit (1 KB)" in e for e in errors)
+    assert any("big.png" in e and "exceeds the limit (1 KiB)" in e for e in errors)
     assert any("empty.gif: is empty" in e for e in errors)
     assert any("notes.jpg: is not a JPEG, PNG, GIF or WebP image" in e for e in errors)
     assert any("none.webp: no such file" in e for e in errors)
@@ -188,3 +201,233 @@ def test_deploy_progress_prints_stack_events_verbatim_even_with_brackets(capsys)
     assert captured.out == ""
     assert "Creating stack [demo]" in captured.err
     assert "CREATE_FAILED" in captured.err and "Policy [/] has [red] in it" in captured.err
+
+
+def _cleanup_at_a_terminal(answer: str) -> tuple[int, str, str]:
+    """``imgup cleanup`` with a pseudo-terminal as stdin, answering its prompt with ``answer``."""
+    import os
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [IMGUP, "cleanup"], stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        os.close(secondary)
+        os.write(primary, answer.encode() + b"\n")
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("answer", ["n", ""], ids=["no", "enter"])
+def test_answering_no_at_the_cleanup_prompt_deletes_nothing_and_is_not_an_error(
+    isolated: Path, answer: str
+) -> None:
+    folder = _fake_deployment(isolated)
+
+    code, stdout, stderr = _cleanup_at_a_terminal(answer)
+
+    assert code == 0, stderr
+    assert stdout == ""
+    assert "Delete stack imgup" in stderr and "nothing was deleted" in stderr
+    assert "Error" not in stderr
+    assert (folder / "deployment.json").exists() and (folder / "api-key").exists()
+
+
+# --- bad settings are usage errors that name the setting and create nothing -------------
+
+
+def _one_error(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    assert "Hint:" in stderr and "bug" not in stderr and "Traceback" not in stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--local", "--region", "nowhere-1"], {}, "--region"),
+        (["--local", "--region", "xx-nowhere-1"], {}, "--region"),  # well formed, but no such region
+        (["--local"], {"IMGUP_REGION": "nowhere-1"}, "IMGUP_REGION"),
+        (["--region", "xx-nowhere-1"], {}, "--region"),  # AWS: refused before any request
+        (["--local", "--wait", "nan"], {}, "--wait"),
+        (["--local", "--wait", "1e308"], {}, "--wait"),
+        (["--local", "--alert-email", "bob"], {}, "--alert-email"),
+    ],
+    ids=lambda item: " ".join(item) if isinstance(item, list) else str(item),
+)
+def test_deploy_with_a_bad_setting_exits_2_naming_it_and_starts_nothing(
+    isolated: Path, args, env, named
+) -> None:
+    result = run_imgup("deploy", *args, env=env)
+
+    assert result.code == 2, result.stderr
+    assert result.stdout == ""
+    assert named in _one_error(result.stderr)
+    assert not (isolated / "local").exists(), "a local stack was started"
+    assert not list((isolated / "deployments").glob("*")), "a deployment was remembered"
+
+
+def test_deploy_with_a_config_dir_it_cannot_write_exits_2_before_starting_anything(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+
+    result = run_imgup("deploy", "--local", env={"IMGUP_CONFIG_DIR": str(not_a_dir / "imgup")})
+
+    assert result.code == 2
+    assert "Not a directory" in _one_error(result.stderr)
+    assert "IMGUP_CONFIG_DIR" in result.stderr
+    assert not_a_dir.read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"timeout": 1e308}, "timeout"),
+        ({"concurrency": 1000000}, "concurrency"),
+        ({"retries": True}, "retries"),
+        ({"concurency": 8}, "'concurency'"),
+        ({"region": 5}, "region"),
+    ],
+    ids=lambda item: json.dumps(item) if isinstance(item, dict) else item,
+)
+def test_a_bad_config_file_is_a_usage_error_naming_the_setting_for_every_command(
+    isolated: Path, values: dict, named: str
+) -> None:
+    _fake_deployment(isolated)
+    (isolated / "config.json").write_text(json.dumps(values))
+
+    for command in (["list"], ["status"], ["upload", "x.jpg"], ["deploy", "--local"]):
+        result = run_imgup(*command)
+        assert result.code == 2, (command, result.stderr)
+        error = _one_error(result.stderr)
+        assert named in error and "config.json" in error
+    assert not (isolated / "local").exists()
+
+
+def test_an_unknown_config_key_is_named_with_the_known_ones(isolated: Path) -> None:
+    isolated.mkdir(parents=True)
+    (isolated / "config.json").write_text('{"stack-name": "gallery"}')
+
+    result = run_imgup("list")
+
+    assert result.code == 2
+    assert "'stack-name'" in _one_error(result.stderr)
+    assert "Known settings: stack_name, region" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_upload_bytes", "big"), ("api_url", 5), ("target", "cloud"), ("region", None)],
+)
+def test_a_deployment_record_with_wrong_types_is_a_usage_error_naming_the_field(
+    isolated: Path, field: str, value: object
+) -> None:
+    folder = _fake_deployment(isolated)
+    (folder / "deployment.json").write_text(json.dumps(_fake_record(**{field: value})))
+
+    for command in (["list"], ["status"], ["upload", "x.jpg"], ["doctor"], ["cleanup", "--yes"]):
+        result = run_imgup(*command)
+        assert result.code == 2, (command, result.stderr)
+        error = _one_error(result.stderr)
+        assert field in error and "deployment.json" in error
+
+
+@pytest.mark.parametrize("broken", ["directory", "not-utf8"])
+def test_a_broken_api_key_file_is_a_usage_error_naming_it(isolated: Path, broken: str) -> None:
+    key = _fake_deployment(isolated) / "api-key"
+    key.unlink()
+    if broken == "directory":
+        key.mkdir()
+    else:
+        key.write_bytes(b"\xff\xfe\x00key")
+
+    for command in (["list"], ["status", "--show-key"]):
+        result = run_imgup(*command)
+        assert result.code == 2, (command, result.stderr)
+        assert f"The API key file {key}" in _one_error(result.stderr)
+
+
+def test_an_api_key_file_others_can_read_gets_a_warning_and_the_command_goes_on(isolated: Path) -> None:
+    key = _fake_deployment(isolated) / "api-key"
+    key.chmod(0o644)
+
+    result = run_imgup("list", env={"IMGUP_RETRIES": "0", "IMGUP_TIMEOUT": "2"})
+
+    assert result.code == 5  # the closed port of the fake deployment, reached after the warning
+    assert f"Warning: the API key file {key} is open to other users (mode 0644)" in result.stderr
+    assert f"chmod 600 {key}" in result.stderr
+
+
+def _help_of(command: list[str]) -> str:
+    result = run_imgup(*command, "--help")
+    assert result.code == 0, result.stderr
+    return " ".join(result.stdout.split())
+
+
+def _params(command: list[str]):
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name in command:
+        group = group.commands[name]  # type: ignore[attr-defined]
+    return group.params
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != ["local"]], ids=" ".join)
+def test_every_option_shows_its_whole_help_text_with_nothing_eaten_as_markup(command: list[str]) -> None:
+    shown = _help_of(command)
+    for param in _params(command):
+        text = " ".join((getattr(param, "help", None) or "").split())
+        if text:
+            assert text in shown, f"{param.name}: {text!r} is not shown whole"
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        (["upload"], ["Parallel uploads (default: 4", "transient errors (default: 4"]),
+        (["list"], ["(default: 50)"]),
+        (["deploy"], ["(default: imgup", "[default: 1800]", "(default: 20"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and len(v) == 1 else None,
+)
+def test_options_with_defaults_say_them(command: list[str], defaults: list[str]) -> None:
+    shown = _help_of(command)
+    for default in defaults:
+        assert default in shown
+
+
+def test_imgup_alone_says_where_to_start() -> None:
+    result = run_imgup()
+    text = result.stdout + result.stderr
+    assert "Usage" in text
+    assert "imgup deploy --local" in text
+
+
+CORE = [
+    "imgup.uploads",
+    "imgup.api",
+    "imgup.config",
+    "imgup.errors",
+    "imgup.deployer",
+    "imgup.stack",
+    "imgup.aws",
+    "imgup.doctor",
+    "imgup.packaging",
+]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_neither_typer_nor_rich(module: str) -> None:
+    probe = (
+        "import sys, importlib\n"
+        f"importlib.import_module({module!r})\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"

@@ -22,6 +22,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +39,12 @@ logger.setLevel(logging.INFO)
 
 MAX_BODY_BYTES = 16 * 1024
 """The largest request body read; an upload request is a few hundred bytes."""
+
+MAX_BATCH_BODY_BYTES = 256 * 1024
+"""The largest ``POST /uploads`` body: 100 entries with the longest names, escaped, fit."""
+
+BATCH_WORKERS = 8
+"""Completions that ``POST /uploads/complete`` runs at once (each waits on S3 and DynamoDB)."""
 
 UPLOAD_MESSAGE = "Upload URL generated successfully"
 INTERNAL_ERROR = "Internal server error"
@@ -126,29 +133,29 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _raw_body(event: Mapping[str, Any]) -> bytes | None:
-    """The request body as bytes, refused when over MAX_BODY_BYTES or not decodable."""
+def _raw_body(event: Mapping[str, Any], limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body as bytes, refused when over ``limit`` bytes or not decodable."""
     body = event.get("body")
     if body is None or body == "":
         return None
     if not isinstance(body, str):
         raise HttpError(400, "Request body must be a JSON object")
-    too_large = HttpError(413, f"Request body is too large (limit {rules.format_size(MAX_BODY_BYTES)})")
+    too_large = HttpError(413, f"Request body is too large (limit {rules.format_size(limit)})")
     if event.get("isBase64Encoded"):
-        if len(body) > (MAX_BODY_BYTES * 4) // 3 + 4:
+        if len(body) > (limit * 4) // 3 + 4:
             raise too_large
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise HttpError(400, "Request body is not valid base64") from None
     else:
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > limit:
             raise too_large
         try:
             raw = body.encode("utf-8")
         except UnicodeEncodeError:
             raise HttpError(400, "Request body must be UTF-8 JSON") from None
-    if len(raw) > MAX_BODY_BYTES:
+    if len(raw) > limit:
         raise too_large
     return raw
 
@@ -199,7 +206,8 @@ class Request:
     log: dict[str, Any]
 
     def image_json(self, record: ImageRecord) -> dict[str, Any]:
-        """An image as the API shows it (the original fields, plus sha256 when known)."""
+        """An image as the API shows it: the original fields, plus sha256, width and height
+        (pixels) when known."""
         image: dict[str, Any] = {
             "imageId": record.image_id,
             "fileName": record.file_name,
@@ -209,23 +217,28 @@ class Request:
                 key=record.s3_key,
                 expires_in=self.settings.download_url_expiry_seconds,
                 content_type=record.file_type,
+                version_id=record.version_id,
             ),
             "fileType": record.file_type,
             "fileSize": record.file_size,
             "uploadedAt": record.uploaded_at,
+            "objectKey": record.s3_key,
         }
         if record.sha256:
             image["sha256"] = record.sha256
+        if record.width and record.height:
+            image["width"] = record.width
+            image["height"] = record.height
         return image
 
 
 Route = Callable[[Request], tuple[int, dict[str, Any]]]
 
 
-def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
+def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[ImageRecord, dict[str, Any]]:
+    """A new pending record for a validated upload request, and the answer's fields for it:
+    the presigned PUT and the headers to send with it, the file's URL, and the PUT's expiry."""
     settings = req.settings
-    upload = rules.validate_upload_request(_json_object(_raw_body(req.event)), settings.max_upload_bytes)
-    now = clock()
     image_id = rules.new_image_id()
     record = ImageRecord(
         image_id=image_id,
@@ -238,8 +251,6 @@ def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
         sha256=upload.sha256,
         purge_at=int(now.timestamp()) + settings.pending_ttl_seconds,
     )
-    req.log.update(imageId=image_id, fileType=upload.file_type, fileSize=upload.file_size)
-    req.store.create_pending(record)
     upload_url, upload_headers = storage.presign_upload(
         req.s3,
         bucket=settings.bucket_name,
@@ -256,14 +267,54 @@ def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
         expires_in=settings.download_url_expiry_seconds,
         content_type=upload.file_type,
     )
-    return 200, {
-        "message": UPLOAD_MESSAGE,
+    return record, {
         "imageId": image_id,
         "uploadUrl": upload_url,
         "uploadHeaders": upload_headers,
         "fileUrl": file_url,
         "expiresAt": rules.format_timestamp(now + timedelta(seconds=settings.url_expiry_seconds)),
+        "expiresIn": settings.url_expiry_seconds,
     }
+
+
+def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
+    upload = rules.validate_upload_request(_json_object(_raw_body(req.event)), req.settings.max_upload_bytes)
+    record, granted = _grant(req, upload, clock())
+    req.log.update(imageId=record.image_id, fileType=upload.file_type, fileSize=upload.file_size)
+    req.store.create_pending(record)
+    return 200, {"message": UPLOAD_MESSAGE, **granted}
+
+
+def _route_uploads(req: Request) -> tuple[int, dict[str, Any]]:
+    """Presign up to 100 files; a refused entry never fails the others."""
+    files = rules.validate_batch(_json_object(_raw_body(req.event, MAX_BATCH_BODY_BYTES)), "files")
+    now = clock()
+    records: list[ImageRecord] = []
+    entries: list[dict[str, Any]] = []
+    for index, body in enumerate(files):
+        try:
+            if not isinstance(body, dict):
+                raise rules.ValidationError("Each entry of files must be a JSON object")
+            upload = rules.validate_upload_request(body, req.settings.max_upload_bytes)
+        except rules.ValidationError as exc:
+            entries.append(_refusal_entry({"index": index}, exc))
+            continue
+        record, granted = _grant(req, upload, now)
+        records.append(record)
+        entries.append({"index": index, **granted})
+    req.log.update(count=len(entries), granted=len(records))
+    try:
+        req.store.create_pending_many(records)
+    except storage.Busy:
+        raise _busy() from None
+    return 200, {"uploads": entries, "count": len(entries)}
+
+
+def _refusal_entry(entry: dict[str, Any], exc: rules.ValidationError) -> dict[str, Any]:
+    entry.update(error=exc.message, status=exc.status)
+    if exc.field:
+        entry["field"] = exc.field
+    return entry
 
 
 def _route_list(req: Request) -> tuple[int, dict[str, Any]]:
@@ -297,28 +348,69 @@ def _route_complete(req: Request) -> tuple[int, dict[str, Any]]:
     record = req.store.get(image_id)
     if record is None:
         raise HttpError(404, "Image not found", extra={"imageId": image_id})
-    outcome = _complete(req.settings, req.s3, req.store, record, from_event=False)
+    outcome = _complete(req.settings, req.s3, req.store, record)
     req.log.update(outcome=outcome.kind, reason=outcome.record.reason)
     return _outcome_answer(req, outcome)
 
 
-def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dict[str, Any]]:
-    record = outcome.record
+NOT_UPLOADED = "The file has not been uploaded yet: PUT it to uploadUrl, then complete again"
+
+
+def _outcome_entry(req: Request, image_id: str, outcome: completion.Outcome | None) -> dict[str, Any]:
+    """A completion's outcome as ``POST /uploads/complete`` gives it: the image with ``"status":
+    "ready"``, or ``{imageId, error, status, reason?}`` where ``status`` is the HTTP status."""
+    if outcome is None or outcome.kind == "gone":
+        return {"imageId": image_id, "error": "Image not found", "status": 404}
     if outcome.kind == "ready":
-        return 200, {**req.image_json(record), "status": storage.READY}
+        return {**req.image_json(outcome.record), "status": storage.READY}
     if outcome.kind == "not_arrived":
-        raise HttpError(
-            409,
-            "The file has not been uploaded yet: PUT it to uploadUrl, then complete again",
-            extra={"imageId": record.image_id, "status": record.status},
-        )
-    if outcome.kind == "gone":
-        raise HttpError(404, "Image not found", extra={"imageId": record.image_id})
-    raise HttpError(
-        outcome.status,
-        f"Upload rejected. {record.reason}",
-        extra={"imageId": record.image_id, "status": storage.REJECTED, "reason": record.reason},
-    )
+        return {"imageId": image_id, "error": NOT_UPLOADED, "status": 409}
+    reason = outcome.record.reason
+    return {
+        "imageId": image_id,
+        "error": f"Upload rejected. {reason}",
+        "status": outcome.status,
+        "reason": reason,
+    }
+
+
+def _outcome_answer(req: Request, outcome: completion.Outcome) -> tuple[int, dict[str, Any]]:
+    """The same outcome as ``POST /images/{imageId}/complete`` answers it: a refusal's body
+    says the record's status (``pending``, ``rejected``) rather than the HTTP status."""
+    entry = _outcome_entry(req, outcome.record.image_id, outcome)
+    if outcome.kind == "ready":
+        return 200, entry
+    status, message = entry.pop("status"), entry.pop("error")
+    if outcome.kind != "gone":
+        entry["status"] = outcome.record.status
+    raise HttpError(status, message, extra=entry)
+
+
+def _busy() -> HttpError:
+    return HttpError(503, "The service is busy; try again", headers={"Retry-After": "1"})
+
+
+def _route_complete_many(req: Request) -> tuple[int, dict[str, Any]]:
+    """Complete up to 100 uploads: one BatchGetItem, then the same check as the single route
+    for each (at no S3 cost for those already done), several at once."""
+    image_ids = rules.validate_image_ids(_json_object(_raw_body(req.event)))
+    try:
+        records = req.store.get_many(image_ids)
+    except storage.Busy:
+        raise _busy() from None
+
+    def finish(image_id: str) -> completion.Outcome | None:
+        record = records.get(image_id)
+        return None if record is None else _complete(req.settings, req.s3, req.store, record)
+
+    waiting = [i for i in image_ids if i in records and records[i].status == storage.PENDING]
+    outcomes = {i: finish(i) for i in image_ids if i not in waiting}
+    if waiting:
+        with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(waiting))) as pool:
+            outcomes.update(zip(waiting, pool.map(finish, waiting), strict=True))
+    images = [_outcome_entry(req, image_id, outcomes[image_id]) for image_id in image_ids]
+    req.log.update(count=len(images), ready=sum(1 for i in images if i["status"] == storage.READY))
+    return 200, {"images": images, "count": len(images)}
 
 
 def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
@@ -327,18 +419,22 @@ def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
     record = req.store.delete(image_id)
     if record is None:
         raise HttpError(404, "Image not found", extra={"imageId": image_id})
-    storage.delete_object(req.s3, bucket=req.settings.bucket_name, key=record.s3_key)
+    # Every version: a fileUrl names one, and must stop working with the image.
+    storage.delete_all_versions(req.s3, bucket=req.settings.bucket_name, prefix=f"images/{image_id}/")
     return 200, {"message": "Image deleted", "imageId": image_id}
 
 
 # (method, resource template, route); the path regex is derived from the template.
 _ROUTES: dict[str, list[tuple[str, str, Route]]] = {
-    "upload": [("POST", "/upload", _route_upload)],
+    "upload": [("POST", "/upload", _route_upload), ("POST", "/uploads", _route_uploads)],
     "images": [
         ("GET", "/images", _route_list),
         ("GET", "/images/{imageId}", _route_get),
     ],
-    "complete": [("POST", "/images/{imageId}/complete", _route_complete)],
+    "complete": [
+        ("POST", "/images/{imageId}/complete", _route_complete),
+        ("POST", "/uploads/complete", _route_complete_many),
+    ],
     "delete": [("DELETE", "/images/{imageId}", _route_delete)],
 }
 _ALL_TEMPLATES = {template for routes in _ROUTES.values() for _, template, _ in routes}
@@ -467,8 +563,7 @@ def _complete(
     s3: Any,
     store: ImageStore,
     record: ImageRecord,
-    *,
-    from_event: bool,
+    written: completion.ObjectWritten | None = None,
 ) -> completion.Outcome:
     return completion.complete(
         s3,
@@ -478,30 +573,37 @@ def _complete(
         max_bytes=settings.max_upload_bytes,
         now=clock(),
         pending_ttl_seconds=settings.pending_ttl_seconds,
-        from_event=from_event,
+        written=written,
     )
 
 
 # --- S3 events ---------------------------------------------------------------------------
 
 
-def _object_created(settings: Settings, s3: Any, store: ImageStore, key: str) -> dict[str, Any]:
-    """Complete the upload that wrote ``key``; delete an object under images/ with no record."""
+def _object_created(
+    settings: Settings, s3: Any, store: ImageStore, key: str, version_id: str | None
+) -> dict[str, Any]:
+    """Complete the upload that wrote ``key``; delete what is written under images/ with no record."""
     parts = key.split("/")
     if parts[0] != "images" or len(parts) < 2:
         return {"outcome": "ignored"}
     image_id = parts[1]
     record = store.get(image_id) if rules.is_image_id(image_id) else None
     if record is None or record.s3_key != key:
-        storage.delete_object(s3, bucket=settings.bucket_name, key=key)
+        if version_id is None:
+            info = storage.head_object(s3, bucket=settings.bucket_name, key=key)
+            version_id = None if info is None else info.version_id
+        storage.delete_object(s3, bucket=settings.bucket_name, key=key, version_id=version_id)
         orphan = {"outcome": "deleted_orphan"}
         if rules.is_image_id(image_id):
             orphan["imageId"] = image_id
         return orphan
-    outcome = _complete(settings, s3, store, record, from_event=True)
+    outcome = _complete(settings, s3, store, record, completion.ObjectWritten(version_id))
     result = {"outcome": outcome.kind, "imageId": image_id}
     if outcome.kind == "rejected" and outcome.record.reason:
         result["reason"] = outcome.record.reason
+    if outcome.removed_version:
+        result["removedVersion"] = outcome.removed_version
     return result
 
 
@@ -549,12 +651,16 @@ def _s3_record(settings: Settings, s3: Any, store: ImageStore, entry: Any) -> di
     if not isinstance(s3_part, dict):
         return {"outcome": "ignored"}
     bucket = (s3_part.get("bucket") or {}).get("name")
-    raw_key = (s3_part.get("object") or {}).get("key")
+    written = s3_part.get("object") or {}
+    raw_key = written.get("key")
     if not isinstance(raw_key, str) or not raw_key:
         return {"outcome": "ignored"}
     if bucket is not None and bucket != settings.bucket_name:
         return {"outcome": "ignored", "bucketMismatch": True}
-    return _object_created(settings, s3, store, unquote_plus(raw_key))
+    # S3 names the version it wrote in a versioned bucket; without it, HEAD says (fallback).
+    version = written.get("versionId")
+    version_id = version if isinstance(version, str) and 0 < len(version) <= 1024 else None
+    return _object_created(settings, s3, store, unquote_plus(raw_key), version_id)
 
 
 # --- entry points ------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,16 +25,21 @@ from botocore.exceptions import ClientError
 from . import rules
 
 __all__ = [
+    "BATCH_GET_SIZE",
+    "BATCH_WRITE_SIZE",
     "MAX_PRESIGN_SECONDS",
     "PENDING",
     "READY",
     "READY_INDEX",
     "REJECTED",
+    "Busy",
+    "Transition",
     "ImageRecord",
     "ImageStore",
     "ObjectChanged",
     "ObjectContent",
     "ObjectInfo",
+    "delete_all_versions",
     "delete_object",
     "head_object",
     "make_dynamodb_client",
@@ -41,7 +47,9 @@ __all__ = [
     "presign_download",
     "presign_upload",
     "read_object",
+    "read_range",
     "s3_config",
+    "version_of",
 ]
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -129,10 +137,19 @@ def presign_upload(
 
 
 def presign_download(
-    s3: Any, *, bucket: str, key: str, expires_in: int, content_type: str | None = None
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    expires_in: int,
+    content_type: str | None = None,
+    version_id: str | None = None,
 ) -> str:
-    """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with."""
+    """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with, and
+    ``version_id`` names the one version it serves (whatever is written to the key later)."""
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
     if content_type:
         params["ResponseContentType"] = content_type
     url: str = s3.generate_presigned_url(
@@ -153,26 +170,52 @@ def _http_status(exc: ClientError) -> int:
 
 
 def _is_missing(exc: ClientError) -> bool:
-    return _error_code(exc) in {"404", "NoSuchKey", "NotFound"} or _http_status(exc) == 404
+    if _error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchVersion"} or _http_status(exc) == 404:
+        return True
+    # A version id that names a delete marker: 405, with the marker flagged.
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return _http_status(exc) == 405 and headers.get("x-amz-delete-marker") == "true"
+
+
+def version_of(value: object) -> str | None:
+    """An S3 version id worth pinning or naming in a read: None for none, and for ``null``
+    (an unversioned write, which the next write to the key replaces)."""
+    return value if isinstance(value, str) and value and value != "null" else None
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What HEAD says about a stored object."""
+    """What HEAD says about a stored object.
+
+    ``version_id`` is as S3 says it (None in a bucket that never had versioning, ``null`` for
+    an object written while it had none); ``checksum_sha256`` is the base64
+    SHA-256 that S3 stored with the object (asked for with checksum mode; None when it has
+    none).
+    """
 
     size: int
     etag: str
     content_type: str
+    version_id: str | None = None
+    checksum_sha256: str | None = None
 
 
-def head_object(s3: Any, *, bucket: str, key: str) -> ObjectInfo | None:
-    """The object's size, ETag and type, or None when there is no such object.
+def head_object(
+    s3: Any, *, bucket: str, key: str, version_id: str | None = None, checksum: bool = False
+) -> ObjectInfo | None:
+    """The object's (or one version's) size, ETag, type and version, or None when there is none.
 
-    Without ``s3:ListBucket`` real S3 answers 403 instead of 404 for a missing key; that
-    raises, like any other error, because it means the permissions are wrong.
+    With ``checksum``, S3 also says the SHA-256 it stored (checksum mode). Without
+    ``s3:ListBucket`` real S3 answers 403 instead of 404 for a missing key; that raises, like
+    any other error, because it means the permissions are wrong.
     """
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_of(version_id):
+        kwargs["VersionId"] = version_id
+    if checksum:
+        kwargs["ChecksumMode"] = "ENABLED"
     try:
-        answer = s3.head_object(Bucket=bucket, Key=key)
+        answer = s3.head_object(**kwargs)
     except ClientError as exc:
         if _is_missing(exc):
             return None
@@ -181,6 +224,8 @@ def head_object(s3: Any, *, bucket: str, key: str) -> ObjectInfo | None:
         size=int(answer["ContentLength"]),
         etag=str(answer.get("ETag", "")),
         content_type=str(answer.get("ContentType", "")),
+        version_id=answer.get("VersionId") or None,
+        checksum_sha256=answer.get("ChecksumSHA256") or None,
     )
 
 
@@ -190,11 +235,32 @@ class ObjectChanged(Exception):
 
 @dataclass(frozen=True)
 class ObjectContent:
-    """What reading an object found: its first bytes, its size and its SHA-256 (hex)."""
+    """What reading an object found: its first bytes (up to rules.PROBE_BYTES), its size and
+    its SHA-256 (hex)."""
 
     head: bytes
     size: int
     sha256: str
+
+
+def _read_kwargs(bucket: str, key: str, etag: str | None, version_id: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_of(version_id):
+        kwargs["VersionId"] = version_id
+    elif etag:
+        kwargs["IfMatch"] = etag
+    return kwargs
+
+
+def _get(s3: Any, kwargs: dict[str, Any], key: str) -> Any:
+    try:
+        return s3.get_object(**kwargs)
+    except ClientError as exc:
+        if _is_missing(exc):
+            return None
+        if _error_code(exc) == "PreconditionFailed" or _http_status(exc) == 412:
+            raise ObjectChanged(key) from None
+        raise
 
 
 def read_object(
@@ -204,26 +270,19 @@ def read_object(
     key: str,
     max_bytes: int,
     etag: str | None = None,
+    version_id: str | None = None,
     chunk_size: int = 256 * 1024,
 ) -> ObjectContent | None:
-    """Stream an object once: keep its first SNIFF_BYTES, count it and hash it.
+    """Stream an object once: keep its first PROBE_BYTES, count it and hash it.
 
     Reading stops after ``max_bytes + 1`` bytes, so a huge object costs no more than the limit
-    (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). With
-    ``etag``, the object must still be the one HEAD saw, else ObjectChanged. None when the
-    object is gone.
+    (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). A
+    ``version_id`` names the version to read (a version never changes); else with ``etag`` the
+    object must still be the one HEAD saw, or ObjectChanged. None when it is gone.
     """
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if etag:
-        kwargs["IfMatch"] = etag
-    try:
-        answer = s3.get_object(**kwargs)
-    except ClientError as exc:
-        if _is_missing(exc):
-            return None
-        if _error_code(exc) == "PreconditionFailed" or _http_status(exc) == 412:
-            raise ObjectChanged(key) from None
-        raise
+    answer = _get(s3, _read_kwargs(bucket, key, etag, version_id), key)
+    if answer is None:
+        return None
     body = answer["Body"]
     digest = hashlib.sha256()
     head = b""
@@ -233,8 +292,8 @@ def read_object(
             chunk = body.read(min(chunk_size, max_bytes + 1 - size))
             if not chunk:
                 break
-            if len(head) < rules.SNIFF_BYTES:
-                head += chunk[: rules.SNIFF_BYTES - len(head)]
+            if len(head) < rules.PROBE_BYTES:
+                head += chunk[: rules.PROBE_BYTES - len(head)]
             digest.update(chunk)
             size += len(chunk)
     finally:
@@ -242,13 +301,72 @@ def read_object(
     return ObjectContent(head=head, size=size, sha256=digest.hexdigest())
 
 
-def delete_object(s3: Any, *, bucket: str, key: str) -> None:
-    """Delete an object; deleting one that is not there is not an error."""
+def read_range(
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    offset: int,
+    length: int,
+    etag: str | None = None,
+    version_id: str | None = None,
+) -> bytes | None:
+    """``length`` bytes of an object (or of one version) from ``offset``: fewer at its end,
+    None when it is gone. ``etag`` and ``version_id`` as for :func:`read_object`."""
+    if length <= 0:
+        return b""
+    kwargs = _read_kwargs(bucket, key, etag, version_id)
+    kwargs["Range"] = f"bytes={offset}-{offset + length - 1}"
     try:
-        s3.delete_object(Bucket=bucket, Key=key)
+        answer = _get(s3, kwargs, key)
+    except ClientError as exc:
+        if _error_code(exc) == "InvalidRange" or _http_status(exc) == 416:
+            return b""
+        raise
+    if answer is None:
+        return None
+    body = answer["Body"]
+    try:
+        data: bytes = body.read(length)
+    finally:
+        body.close()
+    return data
+
+
+def delete_object(s3: Any, *, bucket: str, key: str, version_id: str | None = None) -> None:
+    """Delete one version of an object for good (``null`` included), or without ``version_id``
+    the object of a bucket that never had versioning; deleting one that is not there is not
+    an error."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    try:
+        s3.delete_object(**kwargs)
     except ClientError as exc:
         if not _is_missing(exc):
             raise
+
+
+def delete_all_versions(s3: Any, *, bucket: str, prefix: str) -> int:
+    """Delete for good every version and delete marker under ``prefix``; how many there were.
+
+    A versioned bucket keeps what a plain DELETE removes as a noncurrent version, which a
+    presigned GET naming it would still serve.
+    """
+    if not prefix:
+        raise ValueError("refusing to delete every version of a whole bucket")
+    found: list[dict[str, str]] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            found.append({"Key": entry["Key"], "VersionId": entry.get("VersionId") or "null"})
+    for start in range(0, len(found), 1000):
+        answer = s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": found[start : start + 1000], "Quiet": True}
+        )
+        errors = [e for e in answer.get("Errors", []) if e.get("Code") not in {"NoSuchKey", "NoSuchVersion"}]
+        if errors:
+            raise RuntimeError(f"{len(errors)} versions under {prefix} could not be deleted: {errors[0]}")
+    return len(found)
 
 
 # --- the image table ---------------------------------------------------------------------
@@ -274,6 +392,9 @@ class ImageRecord:
     uploaded_at: str | None = None
     purge_at: int | None = None
     reason: str | None = None
+    width: int | None = None
+    height: int | None = None
+    version_id: str | None = None
 
     def to_item(self) -> dict[str, dict[str, str]]:
         item = {
@@ -289,14 +410,17 @@ class ImageRecord:
             "sha256": self.sha256,
             "uploadedAt": self.uploaded_at,
             "reason": self.reason,
+            "versionId": self.version_id,
         }
         for name, value in optional.items():
             if value is not None:
                 item[name] = {"S": value}
         if self.uploaded_at is not None and self.status == READY:
             item["galleryPk"] = {"S": rules.GALLERY_PARTITION}
-        if self.purge_at is not None:
-            item["purgeAt"] = {"N": str(self.purge_at)}
+        numbers = {"purgeAt": self.purge_at, "width": self.width, "height": self.height}
+        for name, number in numbers.items():
+            if number is not None:
+                item[name] = {"N": str(number)}
         return item
 
     @classmethod
@@ -321,7 +445,34 @@ class ImageRecord:
             uploaded_at=text("uploadedAt"),
             purge_at=number("purgeAt"),
             reason=text("reason"),
+            width=number("width"),
+            height=number("height"),
+            version_id=text("versionId"),
         )
+
+
+BATCH_WRITE_SIZE = 25
+"""DynamoDB's limit of items per BatchWriteItem."""
+BATCH_GET_SIZE = 100
+"""DynamoDB's limit of keys per BatchGetItem."""
+BATCH_ATTEMPTS = 6
+BATCH_BACKOFF_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Whether a conditional change of a record was made; when not, the record as it is now
+    (None: there is none), read by the failed write itself, at no extra cost."""
+
+    done: bool
+    current: ImageRecord | None = None
+
+    def __bool__(self) -> bool:
+        return self.done
+
+
+class Busy(Exception):
+    """DynamoDB left part of a batch unprocessed after every retry (throttled): try again later."""
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -331,9 +482,12 @@ def _conditional_failed(exc: ClientError) -> bool:
 class ImageStore:
     """The image table, through a low-level DynamoDB client."""
 
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(
+        self, dynamodb: Any, table_name: str, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._db = dynamodb
         self._table = table_name
+        self._sleep = sleep
 
     def create_pending(self, record: ImageRecord) -> None:
         """Store a new pending record; its id must not exist yet."""
@@ -345,6 +499,29 @@ class ImageStore:
             ConditionExpression="attribute_not_exists(imageId)",
         )
 
+    def create_pending_many(self, records: Sequence[ImageRecord]) -> None:
+        """Store new pending records, 25 to a BatchWriteItem, retrying what DynamoDB left
+        unprocessed (a bounded number of times, then Busy).
+
+        BatchWriteItem takes no condition; the ids are fresh random UUIDs.
+        """
+        for record in records:
+            if record.status != PENDING or record.purge_at is None:
+                raise ValueError("a new record is pending and has a purgeAt time")
+        for start in range(0, len(records), BATCH_WRITE_SIZE):
+            requests = [
+                {"PutRequest": {"Item": r.to_item()}} for r in records[start : start + BATCH_WRITE_SIZE]
+            ]
+            pending: dict[str, Any] = {self._table: requests}
+            for attempt in range(BATCH_ATTEMPTS):
+                if attempt:
+                    self._sleep(BATCH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise Busy(f"{len(pending.get(self._table, []))} records were left unwritten")
+
     def get(self, image_id: str) -> ImageRecord | None:
         answer = self._db.get_item(
             TableName=self._table, Key={"imageId": {"S": image_id}}, ConsistentRead=True
@@ -352,37 +529,51 @@ class ImageStore:
         item = answer.get("Item")
         return None if item is None else ImageRecord.from_item(item)
 
-    def mark_ready(self, image_id: str, *, uploaded_at: str, sha256: str) -> bool:
-        """Pending becomes ready (listed); False when the record is no longer pending."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"imageId": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :ready, #uploadedAt = :at, #galleryPk = :gallery, #sha = :sha "
-                    "REMOVE #purgeAt"
-                ),
-                ConditionExpression="#status = :pending",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#uploadedAt": "uploadedAt",
-                    "#galleryPk": "galleryPk",
-                    "#sha": "sha256",
-                    "#purgeAt": "purgeAt",
-                },
-                ExpressionAttributeValues={
-                    ":ready": {"S": READY},
-                    ":pending": {"S": PENDING},
-                    ":at": {"S": uploaded_at},
-                    ":gallery": {"S": rules.GALLERY_PARTITION},
-                    ":sha": {"S": sha256},
-                },
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+    def get_many(self, image_ids: Sequence[str]) -> dict[str, ImageRecord]:
+        """The records of up to 100 distinct ids (absent ones are left out), by BatchGetItem
+        with strongly consistent reads, retrying what DynamoDB left unprocessed (bounded)."""
+        found: dict[str, ImageRecord] = {}
+        for start in range(0, len(image_ids), BATCH_GET_SIZE):
+            keys = [{"imageId": {"S": image_id}} for image_id in image_ids[start : start + BATCH_GET_SIZE]]
+            pending: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(BATCH_ATTEMPTS):
+                if attempt:
+                    self._sleep(BATCH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                answer = self._db.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    record = ImageRecord.from_item(item)
+                    found[record.image_id] = record
+                pending = answer.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise Busy(f"{len(pending[self._table]['Keys'])} records were left unread")
+        return found
+
+    def mark_ready(
+        self,
+        image_id: str,
+        *,
+        uploaded_at: str,
+        sha256: str,
+        width: int,
+        height: int,
+        version_id: str | None,
+    ) -> Transition:
+        """Pending becomes ready (listed), with what the check found, pinned to the object
+        version that was checked (``versionId``; none in an unversioned bucket). Not done
+        when the record is no longer pending."""
+        found: dict[str, dict[str, str]] = {
+            "status": {"S": READY},
+            "uploadedAt": {"S": uploaded_at},
+            "galleryPk": {"S": rules.GALLERY_PARTITION},
+            "sha256": {"S": sha256},
+            "width": {"N": str(width)},
+            "height": {"N": str(height)},
+        }
+        if version_id:
+            found["versionId"] = {"S": version_id}
+        return self._transition(image_id, expected=PENDING, assign=found, remove=("purgeAt",))
 
     def mark_rejected(
         self,
@@ -391,39 +582,50 @@ class ImageStore:
         reason: str,
         purge_at: int,
         expected_status: str = PENDING,
-    ) -> bool:
+    ) -> Transition:
         """A record in ``expected_status`` becomes rejected (never listed, purged by TTL later).
 
-        False when the record is not in ``expected_status`` (or is gone).
+        Not done when the record is not in ``expected_status`` (or is gone).
         """
+        return self._transition(
+            image_id,
+            expected=expected_status,
+            assign={"status": {"S": REJECTED}, "reason": {"S": reason}, "purgeAt": {"N": str(purge_at)}},
+            remove=("galleryPk", "uploadedAt"),
+        )
+
+    def _transition(
+        self,
+        image_id: str,
+        *,
+        expected: str,
+        assign: Mapping[str, Mapping[str, str]],
+        remove: Sequence[str],
+    ) -> Transition:
+        """Set ``assign`` and remove ``remove`` on the record if its status is ``expected``;
+        else the record as it is (or None). Placeholders are ``#``/``:`` + the name."""
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in assign)
+        if remove:
+            update += " REMOVE " + ", ".join(f"#{name}" for name in remove)
+        names = {f"#{name}": name for name in [*assign, *remove, "status"]}
+        values = {f":{name}": dict(value) for name, value in assign.items()}
+        values[":expected"] = {"S": expected}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"imageId": {"S": image_id}},
-                UpdateExpression=(
-                    "SET #status = :rejected, #reason = :reason, #purgeAt = :purge "
-                    "REMOVE #galleryPk, #uploadedAt"
-                ),
+                UpdateExpression=update,
                 ConditionExpression="#status = :expected",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#reason": "reason",
-                    "#purgeAt": "purgeAt",
-                    "#galleryPk": "galleryPk",
-                    "#uploadedAt": "uploadedAt",
-                },
-                ExpressionAttributeValues={
-                    ":rejected": {"S": REJECTED},
-                    ":expected": {"S": expected_status},
-                    ":reason": {"S": reason},
-                    ":purge": {"N": str(purge_at)},
-                },
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if _conditional_failed(exc):
-                return False
+                item = exc.response.get("Item")
+                return Transition(False, ImageRecord.from_item(item) if item else None)
             raise
-        return True
+        return Transition(True)
 
     def delete(self, image_id: str) -> ImageRecord | None:
         """Delete a record and return it, or None when there was none."""

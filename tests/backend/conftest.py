@@ -59,12 +59,25 @@ def _client(service: str) -> object:
     return _CLIENTS[service]
 
 
-@pytest.fixture
-def stack(aws_env: dict[str, str]) -> Iterator[Stack]:
-    """A fresh moto account with the table and the bucket. The handlers' cached clients are
-    kept across tests on purpose: moto's state is reset by mock_aws, not by new clients."""
+def _stack(env: dict[str, str], *, versioned: bool) -> Iterator[Stack]:
     with mock_aws():
         s3, dynamodb = _client("s3"), _client("dynamodb")
         s3.create_bucket(Bucket=BUCKET)
+        if versioned:
+            s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         create_table(dynamodb)
-        yield Stack(env=aws_env, s3=s3, dynamodb=dynamodb)
+        yield Stack(env=env, s3=s3, dynamodb=dynamodb)
+
+
+@pytest.fixture
+def stack(aws_env: dict[str, str]) -> Iterator[Stack]:
+    """A fresh moto account with the table and the bucket, versioned as infra.yaml makes it.
+    The handlers' cached clients are kept across tests on purpose: moto's state is reset by
+    mock_aws, not by new clients."""
+    yield from _stack(aws_env, versioned=True)
+
+
+@pytest.fixture
+def unversioned_stack(aws_env: dict[str, str]) -> Iterator[Stack]:
+    """The same with a bucket that keeps no versions (not what the template makes)."""
+    yield from _stack(aws_env, versioned=False)

@@ -12,12 +12,26 @@ from typing import Any
 import pytest
 from backend_support import (
     API_KEY,
+    BUCKET,
+    OTHER_PNG,
+    PNG,
     SAMPLES,
     Stack,
     answer_json,
     api_event,
+    call_complete,
+    call_delete,
+    call_get,
+    call_list,
+    call_upload,
+    jpeg_bytes,
+    key_of,
+    listed_ids,
     s3_event,
     sha256_hex,
+    start_upload,
+    upload_ready,
+    webp_bytes,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,58 +40,6 @@ from imgup.backend import handlers, rules
 from imgup.backend.settings import Settings, clients
 
 ORIGINAL_IMAGE_FIELDS = {"imageId", "fileName", "fileUrl", "fileType", "fileSize", "uploadedAt"}
-
-
-# --- helpers -----------------------------------------------------------------------------
-
-
-def call_upload(stack: Stack, body: Any) -> dict[str, Any]:
-    return handlers.upload(api_event("POST", "/upload", body=body), None, stack.env)
-
-
-def start_upload(
-    stack: Stack, data: bytes, *, file_type: str = "image/png", name: str = "a.png", **extra: Any
-) -> dict:
-    answer = call_upload(stack, {"fileName": name, "fileType": file_type, "fileSize": len(data), **extra})
-    assert answer["statusCode"] == 200, answer["body"]
-    return answer_json(answer)
-
-
-def key_of(stack: Stack, image_id: str) -> str:
-    record = stack.record(image_id)
-    assert record is not None
-    return record["s3Key"]["S"]
-
-
-def call_complete(stack: Stack, image_id: str) -> dict[str, Any]:
-    event = api_event("POST", "/images/{imageId}/complete", path_params={"imageId": image_id})
-    return handlers.complete(event, None, stack.env)
-
-
-def call_list(stack: Stack, **query: str) -> dict[str, Any]:
-    event = api_event("GET", "/images", query=query or None)
-    return handlers.images(event, None, stack.env)
-
-
-def call_get(stack: Stack, image_id: str) -> dict[str, Any]:
-    event = api_event("GET", "/images/{imageId}", path_params={"imageId": image_id})
-    return handlers.images(event, None, stack.env)
-
-
-def call_delete(stack: Stack, image_id: str) -> dict[str, Any]:
-    event = api_event("DELETE", "/images/{imageId}", path_params={"imageId": image_id})
-    return handlers.delete(event, None, stack.env)
-
-
-def upload_ready(stack: Stack, data: bytes, file_type: str = "image/png", name: str = "a.png") -> str:
-    started = start_upload(stack, data, file_type=file_type, name=name)
-    stack.put(key_of(stack, started["imageId"]), data, file_type)
-    assert call_complete(stack, started["imageId"])["statusCode"] == 200
-    return started["imageId"]
-
-
-def listed_ids(stack: Stack) -> list[str]:
-    return [image["imageId"] for image in answer_json(call_list(stack))["images"]]
 
 
 class Clock:
@@ -157,8 +119,15 @@ def test_image_jpg_is_stored_as_jpeg_but_signed_as_the_client_will_send_it(stack
 def test_the_size_limit_comes_from_the_function_environment(stack: Stack) -> None:
     stack.env["MAX_UPLOAD_BYTES"] = "1000"
     answer = call_upload(stack, {"fileName": "a.png", "fileType": "image/png", "fileSize": 1001})
-    assert answer["statusCode"] == 413
-    assert answer_json(answer)["error"] == "File size exceeds the limit (1000 bytes)"
+    assert answer["statusCode"] == 400
+    assert answer_json(answer) == {"error": "File size exceeds the limit (1000 bytes)", "field": "fileSize"}
+
+
+def test_a_declared_size_over_the_limit_is_400_as_the_original_api_answered(stack: Stack) -> None:
+    answer = call_upload(stack, {"fileName": "a.jpg", "fileType": "image/jpeg", "fileSize": 6 * 1024 * 1024})
+    assert answer["statusCode"] == 400
+    assert "exceeds the limit (5 MiB)" in answer_json(answer)["error"]
+    assert stack.dynamodb.scan(TableName="imgup-test-images")["Count"] == 0
 
 
 # --- the whole flow ----------------------------------------------------------------------
@@ -186,7 +155,7 @@ def test_upload_put_complete_list_get_delete(stack: Stack) -> None:
     assert deleted["statusCode"] == 200
     assert answer_json(deleted)["imageId"] == image_id
     assert stack.record(image_id) is None
-    assert stack.objects() == []
+    assert stack.versions() == []
     assert call_get(stack, image_id)["statusCode"] == 404
     assert call_delete(stack, image_id)["statusCode"] == 404
     assert listed_ids(stack) == []
@@ -196,6 +165,38 @@ def test_upload_put_complete_list_get_delete(stack: Stack) -> None:
 def test_each_of_the_four_formats_completes(stack: Stack, file_type: str) -> None:
     image_id = upload_ready(stack, SAMPLES[file_type], file_type=file_type)
     assert answer_json(call_get(stack, image_id))["fileType"] == file_type
+
+
+@pytest.mark.parametrize(
+    ("file_type", "data"),
+    [
+        ("image/jpeg", jpeg_bytes(300, width=640, height=480)),
+        ("image/webp", webp_bytes(30, width=640, height=480)),
+    ],
+)
+def test_width_and_height_are_recorded_and_shown_by_complete_get_and_list(
+    stack: Stack, file_type: str, data: bytes
+) -> None:
+    started = start_upload(stack, data, file_type=file_type)
+    stack.put(key_of(stack, started["imageId"]), data, file_type)
+    done = answer_json(call_complete(stack, started["imageId"]))
+    got = answer_json(call_get(stack, started["imageId"]))
+    (listed,) = answer_json(call_list(stack))["images"]
+    for image in (done, got, listed):
+        assert (image["width"], image["height"]) == (640, 480)
+    record = stack.record(started["imageId"])
+    assert (record["width"], record["height"]) == ({"N": "640"}, {"N": "480"})
+
+
+def test_a_six_byte_gif89a_is_not_an_image(stack: Stack) -> None:
+    started = start_upload(stack, b"GIF89a", file_type="image/gif", name="x.gif")
+    stack.put(key_of(stack, started["imageId"]), b"GIF89a", "image/gif")
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 422
+    assert answer_json(answer)["reason"] == (
+        "Not an image: the file ends inside its GIF header (6 bytes) (declared GIF)"
+    )
+    assert stack.objects() == []
 
 
 def test_completing_twice_returns_the_same_ready_image(stack: Stack) -> None:
@@ -234,7 +235,6 @@ def test_pending_uploads_are_never_listed_nor_shown(stack: Stack) -> None:
 
 # --- lies --------------------------------------------------------------------------------
 
-PNG = SAMPLES["image/png"]
 LIES = {
     "oversized body": (dict(file_type="image/png"), PNG + b"\x00" * 500, 413, "Too large"),
     "smaller body": (dict(file_type="image/png"), PNG[:-10], 422, "Size mismatch"),
@@ -246,6 +246,18 @@ LIES = {
         "Type mismatch",
     ),
     "wrong checksum": (dict(file_type="image/png", sha256="0" * 64), PNG, 422, "Checksum mismatch"),
+    "png of zero width": (
+        dict(file_type="image/png"),
+        PNG[:16] + b"\x00" * 4 + PNG[20:],
+        422,
+        "Not an image",
+    ),
+    "gif magic then garbage": (
+        dict(file_type="image/gif"),
+        b"GIF89a" + b"\x00" * (len(PNG) - 6),
+        422,
+        "Not an image",
+    ),
 }
 
 
@@ -315,7 +327,7 @@ def test_an_object_under_images_without_a_record_is_deleted_whatever_its_encoded
     for key in orphans:
         stack.put(key, PNG)
         handlers.complete(s3_event(key), None, stack.env)
-    assert stack.objects() == []
+    assert stack.versions() == []
 
 
 def test_an_object_written_beside_a_records_own_key_is_deleted(stack: Stack) -> None:
@@ -327,14 +339,133 @@ def test_an_object_written_beside_a_records_own_key_is_deleted(stack: Stack) -> 
     assert listed_ids(stack) == [image_id]
 
 
-def test_a_lie_written_over_a_ready_image_takes_it_out_of_the_gallery(stack: Stack) -> None:
+# --- a completed image stays as it was verified (the bucket is versioned) -----------------
+
+
+def image_url(stack: Stack, image_id: str) -> str:
+    return answer_json(call_get(stack, image_id))["fileUrl"]
+
+
+@pytest.mark.parametrize("event_names_version", [True, False], ids=["event-with-version", "event-without"])
+def test_a_later_put_over_a_completed_image_is_removed_and_the_image_serves_what_was_verified(
+    stack: Stack, event_names_version: bool
+) -> None:
+    # The original client: no sha256, PUT with Content-Type only, completed by the S3 event.
+    started = start_upload(stack, PNG)
+    image_id, key = started["imageId"], key_of(stack, started["imageId"])
+    first = stack.put(key, PNG)
+    handlers.complete(s3_event(key, version_id=first), None, stack.env)
+    assert stack.record(image_id)["versionId"] == {"S": first}
+    assert f"versionId={first}" in image_url(stack, image_id)
+
+    second = stack.put(key, OTHER_PNG)  # the same upload URL, still valid
+    event = s3_event(key, version_id=second if event_names_version else None)
+    result = handlers.complete(event, None, stack.env)["results"][0]
+
+    assert result == {"outcome": "ready", "imageId": image_id, "removedVersion": second}
+    assert stack.versions() == [(key, first)]
+    assert stack.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == PNG
+    assert stack.fetch(image_url(stack, image_id)) == PNG
+    assert listed_ids(stack) == [image_id]
+    got = answer_json(call_get(stack, image_id))
+    assert (got["fileSize"], got["sha256"]) == (len(PNG), sha256_hex(PNG))
+
+
+def test_the_fileurl_names_the_verified_version_even_before_a_later_put_is_removed(stack: Stack) -> None:
     image_id = upload_ready(stack, PNG)
+    stack.put(key_of(stack, image_id), OTHER_PNG)  # its event has not run yet
+    assert stack.fetch(image_url(stack, image_id)) == PNG
+
+
+def test_the_event_of_the_verified_version_itself_changes_nothing(stack: Stack) -> None:
+    started = start_upload(stack, PNG)
+    key = key_of(stack, started["imageId"])
+    version = stack.put(key, PNG)
+    assert call_complete(stack, started["imageId"])["statusCode"] == 200
+    before = stack.record(started["imageId"])
+    result = handlers.complete(s3_event(key, version_id=version), None, stack.env)["results"][0]
+    assert result == {"outcome": "ready", "imageId": started["imageId"]}
+    assert stack.record(started["imageId"]) == before
+    assert stack.versions() == [(key, version)]
+
+
+def test_a_late_event_of_an_older_version_removes_it_and_keeps_the_one_verified(stack: Stack) -> None:
+    started = start_upload(stack, PNG)
+    key = key_of(stack, started["imageId"])
+    older = stack.put(key, OTHER_PNG)
+    newer = stack.put(key, PNG)
+    assert call_complete(stack, started["imageId"])["statusCode"] == 200  # checks the current one
+    assert stack.record(started["imageId"])["versionId"] == {"S": newer}
+    result = handlers.complete(s3_event(key, version_id=older), None, stack.env)["results"][0]
+    assert result["removedVersion"] == older
+    assert stack.versions() == [(key, newer)]
+
+
+def test_a_rejection_deletes_only_the_rejected_version_and_a_later_write_is_removed_too(stack: Stack) -> None:
+    started = start_upload(stack, PNG)
+    image_id, key = started["imageId"], key_of(stack, started["imageId"])
+    honest = stack.put(key, PNG)
+    lie = stack.put(key, b"z" * len(PNG))
+    result = handlers.complete(s3_event(key, version_id=lie), None, stack.env)["results"][0]
+    assert result["outcome"] == "rejected"
+    assert stack.versions() == [(key, honest)]
+    # The honest version's event comes late: the upload is rejected, its object goes too.
+    result = handlers.complete(s3_event(key, version_id=honest), None, stack.env)["results"][0]
+    assert result == {
+        "outcome": "rejected",
+        "imageId": image_id,
+        "reason": result["reason"],
+        "removedVersion": honest,
+    }
+    assert stack.versions() == []
+    assert call_complete(stack, image_id)["statusCode"] == 422
+
+
+def test_deleting_an_image_deletes_every_version_so_its_links_stop_working(stack: Stack) -> None:
+    image_id = upload_ready(stack, PNG)
+    key = key_of(stack, image_id)
+    url = image_url(stack, image_id)
+    stack.put(key, OTHER_PNG)  # a later version, not yet removed by its event
+    stack.put(f"images/{image_id}/beside.png", PNG)
+    assert call_delete(stack, image_id)["statusCode"] == 200
+    assert stack.versions() == []
+    with pytest.raises(Exception, match=r"40[34] Client Error"):  # S3 says 403 without ListBucket
+        stack.fetch(url)
+
+
+def test_a_write_after_the_image_was_deleted_is_removed_by_its_event(stack: Stack) -> None:
+    image_id = upload_ready(stack, PNG)
+    key = key_of(stack, image_id)
+    assert call_delete(stack, image_id)["statusCode"] == 200
+    late = stack.put(key, PNG)  # the upload URL still lives
+    result = handlers.complete(s3_event(key, version_id=late), None, stack.env)["results"][0]
+    assert result == {"outcome": "deleted_orphan", "imageId": image_id}
+    assert stack.versions() == []
+
+
+def test_without_versioning_a_lie_written_over_a_ready_image_takes_it_out_of_the_gallery(
+    unversioned_stack: Stack,
+) -> None:
+    stack = unversioned_stack
+    image_id = upload_ready(stack, PNG)
+    assert "versionId" not in stack.record(image_id)
     key = key_of(stack, image_id)
     stack.put(key, b"y" * len(PNG))  # same length, still within a live presigned URL
     result = handlers.complete(s3_event(key), None, stack.env)
     assert result["results"][0]["outcome"] == "rejected"
     assert listed_ids(stack) == []
     assert stack.objects() == []
+
+
+def test_without_versioning_the_same_bytes_written_again_change_nothing(unversioned_stack: Stack) -> None:
+    stack = unversioned_stack
+    image_id = upload_ready(stack, PNG)
+    stack.put(key_of(stack, image_id), PNG)
+    assert (
+        handlers.complete(s3_event(key_of(stack, image_id)), None, stack.env)["results"][0]["outcome"]
+        == "ready"
+    )
+    assert listed_ids(stack) == [image_id]
 
 
 def test_s3_events_outside_images_or_of_other_kinds_are_ignored(stack: Stack) -> None:

@@ -113,7 +113,7 @@ def test_a_lying_upload_is_rejected_at_completion_and_its_object_deleted(
     doctor = local_stack.imgup("doctor", "--json")
     assert doctor.code == 0, doctor.stderr
     assert doctor.json()["problems"] == []
-    listed = local_stack.imgup("list", "--json").json()
+    listed = local_stack.imgup("list", "--all", "--json").json()
     assert image_id not in {i["imageId"] for i in listed}
 
 
@@ -128,4 +128,4 @@ def test_a_body_that_does_not_match_its_declared_checksum_is_rejected(local_stac
     }
     done, image_id = _lie(local_stack, declared, forged)
     assert done.status_code == 422 and "checksum" in done.json()["error"].lower()
-    assert image_id not in {i["imageId"] for i in local_stack.imgup("list", "--json").json()}
+    assert image_id not in {i["imageId"] for i in local_stack.imgup("list", "--all", "--json").json()}

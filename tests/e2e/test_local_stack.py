@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, unquote, urlsplit
 
 import httpx
 import pytest
@@ -408,29 +408,26 @@ def test_a_copied_object_is_announced_with_its_size_etag_and_version(stack) -> N
 
 def test_an_honest_presigned_put_is_stored_versioned_and_announced(stack) -> None:
     from imgup.aws import LOCAL_CREDENTIALS
-    from imgup.backend.storage import presign_upload
+    from tests.samples import png_bytes
 
-    signer = local_client(stack, "s3", credentials=LOCAL_CREDENTIALS)
-    key = f"images/{uuid.uuid4()}/honest.png"
-    body = b"\x89PNG" + b"h" * 500
-    url, headers = presign_upload(
-        signer,
-        bucket=stack.bucket,
-        key=key,
-        content_type="image/png",
-        content_length=len(body),
-        sha256_hex=hashlib.sha256(body).hexdigest(),
-        expires_in=300,
-    )
+    body = png_bytes(500)
+    declared = {
+        "fileName": "honest.png",
+        "fileType": "image/png",
+        "fileSize": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    grant = httpx.post(stack.api_url + "/upload", json=declared, headers={"x-api-key": stack.api_key}).json()
+    key = unquote(urlsplit(grant["uploadUrl"]).path).split("/", 2)[2]
 
-    put = httpx.put(url, headers=headers, content=body)
+    put = httpx.put(grant["uploadUrl"], headers=grant["uploadHeaders"], content=body)
 
     assert put.status_code == 200, put.text
-    (event,) = delivered_events(stack, key, 1)
-    assert event["versionId"] == put.headers["x-amz-version-id"]
-    assert event["size"] == len(body) and event["eTag"] == put.headers["etag"].strip('"')
-    # The handler deletes an object that has no record (this one); its version stays.
+    (event,) = delivered_events(stack, quote_plus(key, safe="/"), 1)
     version = put.headers["x-amz-version-id"]
+    assert event["versionId"] == version
+    assert event["size"] == len(body) and event["eTag"] == put.headers["etag"].strip('"')
+    signer = local_client(stack, "s3", credentials=LOCAL_CREDENTIALS)
     head = signer.head_object(Bucket=stack.bucket, Key=key, VersionId=version, ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == put.headers["x-amz-checksum-sha256"]
 
@@ -462,7 +459,9 @@ def test_deployed_configuration_is_read_once_and_a_key_change_counts_at_once(sta
     assert httpx.get(images, headers={"x-api-key": stack.api_key}).status_code == 200
 
 
-def test_an_upload_costs_three_http_requests_per_file_and_the_rest_runs_in_process(stack, tmp_path) -> None:
+def test_an_upload_costs_at_most_three_http_requests_per_file_and_the_rest_runs_in_process(
+    stack, tmp_path
+) -> None:
     from tests.samples import write_samples
 
     files = [str(p) for p in write_samples(tmp_path, padding=64).values()]
@@ -477,6 +476,7 @@ def test_an_upload_costs_three_http_requests_per_file_and_the_rest_runs_in_proce
         if after["events"] - before["events"] >= len(files):
             break
         time.sleep(0.1)
-    assert after["requests"]["http"] - before["requests"]["http"] == 3 * len(files)
+    # the client's own: presign (maybe batched), the PUT, complete (maybe batched); no more
+    assert len(files) <= after["requests"]["http"] - before["requests"]["http"] <= 3 * len(files)
     assert after["requests"]["inProcess"] - before["requests"]["inProcess"] >= 3 * len(files)
     assert after["catalogLoads"] == before["catalogLoads"]

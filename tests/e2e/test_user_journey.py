@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from imgup.cli import IMAGE_FIELDS
 from tests.conftest import run_imgup
 from tests.samples import jpeg_bytes, sha256_hex
 
@@ -43,17 +44,17 @@ def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(
     assert "Next: imgup upload" in deployed.stderr
     state = _local_state(isolated)
     assert state and _alive(state["pid"])
-    key_file = isolated / "api-key"
+    key_file = isolated / "deployments" / "local_us-east-1_imgup" / "api-key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 
     files = [str(p) for p in samples.values()]
     uploaded = run_imgup("upload", *files, "--json")
     assert uploaded.code == 0, uploaded.stderr
-    lines = uploaded.json_lines()
+    lines = uploaded.json()
     assert len(lines) == 4
     assert {line["fileType"] for line in lines} == set(samples)
     for line in lines:
-        assert set(line) == {"imageId", "fileName", "fileSize", "fileType", "sha256", "fileUrl"}
+        assert set(line) == set(IMAGE_FIELDS)
         source = samples[line["fileType"]]
         assert line["fileName"] == source.name
         assert line["fileSize"] == source.stat().st_size
@@ -62,9 +63,7 @@ def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(
     listed = run_imgup("list", "--json")
     assert listed.code == 0, listed.stderr
     images = listed.json()
-    assert [set(i) for i in images] == [
-        {"imageId", "fileName", "fileUrl", "fileType", "fileSize", "uploadedAt"}
-    ] * 4
+    assert [set(i) for i in images] == [set(IMAGE_FIELDS)] * 4
     assert {i["imageId"] for i in images} == {line["imageId"] for line in lines}
     stamps = [i["uploadedAt"] for i in images]
     assert stamps == sorted(stamps, reverse=True)
@@ -78,7 +77,7 @@ def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(
     assert info["bucket"] in cleaned.stderr
     assert not _alive(state["pid"])
     assert _local_state(isolated) is None
-    assert not (isolated / "deployment.json").exists() and not key_file.exists()
+    assert not key_file.exists() and not list((isolated / "deployments").iterdir())
     after = run_imgup("list", "--json")
     assert after.code == 3 and after.stdout == ""
     assert "imgup deploy" in after.stderr
@@ -152,6 +151,7 @@ def test_status_shows_the_deployment_and_the_key_only_when_asked(local_stack) ->
         "table",
         "region",
         "endpointUrl",
+        "deployments",
     }
     assert local_stack.api_key not in shown.stdout + shown.stderr
     human = local_stack.imgup("status")
@@ -200,17 +200,17 @@ def test_a_dead_local_stack_is_noticed_and_replaced(tmp_path: Path) -> None:
 def test_delete_removes_the_image_and_its_object_and_reports_unknown_ids(
     local_stack, samples: dict[str, Path]
 ) -> None:
-    uploaded = local_stack.imgup("upload", str(samples["image/gif"]), str(samples["image/webp"]), "--json")
+    uploaded = local_stack.imgup("upload", str(samples["image/gif"]), str(samples["image/webp"]), "--jsonl")
     assert uploaded.code == 0, uploaded.stderr
     gif, webp = sorted(uploaded.json_lines(), key=lambda line: line["fileType"])
     unknown = "00000000-0000-4000-8000-000000000000"
 
-    deleted = local_stack.imgup("delete", gif["imageId"], unknown)
+    deleted = local_stack.imgup("delete", "--yes", gif["imageId"], unknown)
     assert deleted.code == 6
     assert deleted.stdout.splitlines() == [gif["imageId"]]
     assert f"{unknown}: Image not found" in deleted.stderr
 
-    listed = {i["imageId"] for i in local_stack.imgup("list", "--json").json()}
+    listed = {i["imageId"] for i in local_stack.imgup("list", "--all", "--json").json()}
     assert webp["imageId"] in listed and gif["imageId"] not in listed
     assert httpx.get(gif["fileUrl"]).status_code in (403, 404)  # S3 says 403 without ListBucket
     doctor = local_stack.imgup("doctor", "--json")

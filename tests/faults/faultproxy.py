@@ -85,16 +85,24 @@ class Slow:
 Fault = Answer | Reset | Timeout | Slow
 
 
+def path_matches(pattern: str, path: str) -> bool:
+    """``pattern`` is a substring of ``path``; one ending in "$" must end it (``/upload$`` is
+    the single presign route, not ``/uploads``)."""
+    if pattern.endswith("$"):
+        return path.endswith(pattern[:-1])
+    return pattern in path
+
+
 @dataclass
 class Rule:
     method: str
-    path: str  # a substring of the URL path
+    path: str  # a substring of the URL path (see path_matches)
     fault: Fault
     hits: Collection[int] | None = None  # which matching requests (1-based); None: all
     seen: int = 0
 
     def matches(self, method: str, path: str) -> bool:
-        return method.upper() == self.method.upper() and self.path in path
+        return method.upper() == self.method.upper() and path_matches(self.path, path)
 
 
 def first(n: int) -> range:
@@ -140,7 +148,7 @@ class FaultPlan:
 
     def requests(self, method: str, path: str = "") -> list[Seen]:
         with self._lock:
-            return [s for s in self.log if s.method == method.upper() and path in s.path]
+            return [s for s in self.log if s.method == method.upper() and path_matches(path, s.path)]
 
     def faults(self, method: str, path: str = "") -> list[Seen]:
         return [s for s in self.requests(method, path) if s.fault is not None]
@@ -149,7 +157,9 @@ class FaultPlan:
         """Wait (bounded) until ``count`` requests matching method + path have arrived."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while sum(1 for s in self.log if s.method == method.upper() and path in s.path) < count:
+            while (
+                sum(1 for s in self.log if s.method == method.upper() and path_matches(path, s.path)) < count
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -265,18 +275,20 @@ class FaultProxy:
             connection.close()
 
     def rewrite(self, method: str, path: str, status: int, data: bytes) -> bytes:
-        """Send the presigned PUT of a ``POST /upload`` answer through the proxy as well."""
-        if method != "POST" or not path.endswith("/upload") or status != 200:
+        """Send the presigned PUTs of ``POST /upload`` and ``POST /uploads`` answers through the
+        proxy as well."""
+        if method != "POST" or not path.endswith(("/upload", "/uploads")) or status != 200:
             return data
         try:
             body = json.loads(data)
         except ValueError:
             return data
-        url = body.get("uploadUrl") if isinstance(body, dict) else None
-        if isinstance(url, str) and url.startswith(self.upstream + "/"):
-            body["uploadUrl"] = self.url + url[len(self.upstream) :]
-            return json.dumps(body).encode()
-        return data
+        grants = body.get("uploads") if isinstance(body, dict) and "uploads" in body else [body]
+        for grant in grants if isinstance(grants, list) else []:
+            url = grant.get("uploadUrl") if isinstance(grant, dict) else None
+            if isinstance(url, str) and url.startswith(self.upstream + "/"):
+                grant["uploadUrl"] = self.url + url[len(self.upstream) :]
+        return json.dumps(body).encode()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -381,12 +393,15 @@ class FaultProxy:
 def proxied_config(stack: Any, proxy: FaultProxy, directory: Path) -> dict[str, str]:
     """A copy of the stack's config dir whose ``api_url`` goes through ``proxy``; the
     environment that points ``imgup`` at it. Never run ``cleanup`` in it."""
+    from imgup.deployments import Registry
+
     directory.mkdir(parents=True, exist_ok=True)
-    deployment = json.loads((stack.config_dir / "deployment.json").read_text())
-    assert deployment["api_url"].startswith(stack.endpoint_url)
-    deployment["api_url"] = proxy.url + deployment["api_url"][len(stack.endpoint_url) :]
-    (directory / "deployment.json").write_text(json.dumps(deployment))
-    shutil.copy2(stack.config_dir / "api-key", directory / "api-key")
+    source = Registry(stack.config_dir)
+    [which] = source.ids()
+    deployment = source.load(which)
+    assert deployment.api_url.startswith(stack.endpoint_url)
+    deployment.api_url = proxy.url + deployment.api_url[len(stack.endpoint_url) :]
+    Registry(directory).save(deployment, source.api_key(which))
     (directory / "local").mkdir(exist_ok=True)
     shutil.copy2(stack.config_dir / "local" / "local.json", directory / "local" / "local.json")
     return {"IMGUP_CONFIG_DIR": str(directory)}
@@ -403,10 +418,11 @@ class Consistency:
 
     def __post_init__(self) -> None:
         from imgup.aws import local_target
-        from imgup.config import Deployment
+        from imgup.deployments import Registry
 
-        data = json.loads((self.stack.config_dir / "deployment.json").read_text())
-        self.deployment = Deployment(**data)
+        registry = Registry(self.stack.config_dir)
+        [which] = registry.ids()
+        self.deployment = registry.load(which)
         self.target = local_target(self.stack.endpoint_url, self.deployment.region)
 
     def records(self) -> list[Any]:

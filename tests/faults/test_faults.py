@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from imgup.api import ImageApi, RetryPolicy, make_http_client
-from imgup.uploads import Outcome, Uploader, collect_files, upload_all
+from imgup.uploads import Outcome, collect_files, upload_files
 from tests.faults.faultproxy import (
     Answer,
     Consistency,
@@ -68,23 +68,19 @@ class FaultRun:
 
 
 def upload_through(
-    stack, plan: FaultPlan, files: list[Path], *, concurrency: int = 1, retries: int = 4
+    stack, plan: FaultPlan, files: list[Path], *, concurrency: int = 1, retries: int = 4, batch: bool = False
 ) -> FaultRun:
-    """The client core, as ``imgup upload`` wires it, with the fault transport under it and a
-    sleep that records the backoff delays instead of waiting."""
+    """The upload core, as ``imgup upload`` runs it, with the fault transport under it and a
+    sleep that records the backoff delays instead of waiting. ``batch=False`` uses the
+    single-file routes (``/upload$``, ``/complete$``), as against a stack of an older imgup."""
     sleeps: list[float] = []
     retry = RetryPolicy(retries=retries, sleep=sleeps.append)
     good, bad = collect_files([str(f) for f in files], MAX_BYTES)
     assert bad == []
     with make_http_client(30, transport=FaultTransport(plan)) as http:
         api = ImageApi(stack.api_url, stack.api_key, http, retry)
-        outcomes = upload_all(
-            good,
-            Uploader(api, http, retry),
-            concurrency,
-            on_start=lambda local: lambda nbytes: None,
-            on_done=lambda local, outcome: None,
-        )
+        api.batch = batch
+        outcomes = upload_files(good, api, concurrency=concurrency)
     return FaultRun(outcomes, sleeps, plan)
 
 
@@ -115,10 +111,10 @@ def test_an_api_answering_500_502_503_and_429_a_few_times_still_uploads_every_fi
 ) -> None:
     plan = FaultPlan()
     for hit, status in enumerate((500, 502, 503), start=1):
-        plan.add("POST", "/upload", Answer(status), {hit})
-    plan.add("POST", "/upload", Answer(429, headers=(("retry-after", "7"),)), {4})
+        plan.add("POST", "/upload$", Answer(status), {hit})
+    plan.add("POST", "/upload$", Answer(429, headers=(("retry-after", "7"),)), {4})
     plan.add("PUT", "/images/", Answer(503), {1})
-    plan.add("POST", "/complete", Answer(502), first(2))
+    plan.add("POST", "/complete$", Answer(502), first(2))
     files = make_images(tmp_path, 3)
 
     run = upload_through(local_stack, plan, files)
@@ -129,7 +125,7 @@ def test_an_api_answering_500_502_503_and_429_a_few_times_still_uploads_every_fi
     assert injected == 7
     assert len(run.sleeps) == 7, "one backoff per injected fault"
     assert 7.0 in run.sleeps, "429's Retry-After was not honoured"
-    assert len(plan.requests("POST", "/upload")) == 3 + 4
+    assert len(plan.requests("POST", "/upload$")) == 3 + 4
     gallery = consistency.check(before=before, reported=run.uploaded)
     assert_bytes_served(gallery, run)
 
@@ -145,7 +141,7 @@ def test_a_connection_reset_in_the_middle_of_a_put_is_retried_and_the_file_store
 
     assert run.errors == {}
     assert len(plan.faults("PUT")) == 2 and len(run.sleeps) == 2
-    assert len(plan.requests("POST", "/upload")) == 2, "a reset must not fetch a new URL"
+    assert len(plan.requests("POST", "/upload$")) == 2, "a reset must not fetch a new URL"
     gallery = consistency.check(before=before, reported=run.uploaded)
     assert_bytes_served(gallery, run)
 
@@ -155,10 +151,10 @@ def test_a_timeout_on_any_call_is_retried_and_completing_twice_is_harmless(
 ) -> None:
     plan = (
         FaultPlan()
-        .add("POST", "/upload", Timeout(), {1})
+        .add("POST", "/upload$", Timeout(), {1})
         .add("PUT", "/images/", Timeout(after=True), {1})
         .add("PUT", "/images/", Timeout(), {3})
-        .add("POST", "/complete", Timeout(after=True), {1})
+        .add("POST", "/complete$", Timeout(after=True), {1})
     )
     files = make_images(tmp_path, 2)
 
@@ -166,7 +162,7 @@ def test_a_timeout_on_any_call_is_retried_and_completing_twice_is_harmless(
 
     assert run.errors == {}
     assert len(run.sleeps) == 4
-    assert len(plan.requests("POST", "/complete")) == 3
+    assert len(plan.requests("POST", "/complete$")) == 3
     gallery = consistency.check(before=before, reported=run.uploaded)
     assert_bytes_served(gallery, run)
 
@@ -180,7 +176,7 @@ def test_an_expired_upload_url_is_replaced_by_a_fresh_one(
     run = upload_through(local_stack, plan, files)
 
     assert run.errors == {}
-    grants = plan.requests("POST", "/upload")
+    grants = plan.requests("POST", "/upload$")
     assert len(grants) == 2, "an expired URL must be replaced by a fresh one"
     puts = plan.requests("PUT", "/images/")
     assert len(puts) == 2 and puts[0].path != puts[1].path, "the second PUT went to the old URL"
@@ -192,7 +188,7 @@ def test_an_expired_upload_url_is_replaced_by_a_fresh_one(
 
 
 BEYOND_BUDGET: dict[str, tuple[str, str, Callable[[], Fault], str]] = {
-    "the-api-refusing-upload-urls": ("POST", "/upload", lambda: Answer(503), "HTTP 503"),
+    "the-api-refusing-upload-urls": ("POST", "/upload$", lambda: Answer(503), "HTTP 503"),
     "storage-answering-503": ("PUT", "doomed", lambda: Answer(503), "storage answered HTTP 503"),
     "the-connection-dropping-before-the-put-lands": ("PUT", "doomed", lambda: Reset(), "ReadError"),
     "storage-timing-out": ("PUT", "doomed", lambda: Timeout(), "timed out"),
@@ -207,7 +203,7 @@ def test_faults_beyond_the_retry_budget_fail_that_file_alone_with_a_clear_error(
     files = make_images(tmp_path, 3, "fine")
     doomed = make_images(tmp_path, 1, "doomed")[0]
     plan = FaultPlan()
-    if path == "/upload":  # the doomed file asks first (concurrency 1), and gets every fault
+    if path == "/upload$":  # the doomed file asks first (concurrency 1), and gets every fault
         plan.add(method, path, fault(), first(5))
     else:
         plan.add(method, path, fault())
@@ -225,7 +221,7 @@ def test_faults_beyond_the_retry_budget_fail_that_file_alone_with_a_clear_error(
     "method, path, fault",
     [
         pytest.param("PUT", "doomed", Reset(after=True), id="every-put-answer-lost-after-it-was-stored"),
-        pytest.param("POST", "/complete", Answer(503), id="complete-failing-after-the-put"),
+        pytest.param("POST", "/complete$", Answer(503), id="complete-failing-after-the-put"),
     ],
 )
 def test_a_file_reported_failed_after_its_bytes_landed_is_never_listed(
@@ -288,7 +284,7 @@ def test_the_real_command_rides_out_api_errors_resets_timeouts_and_an_expired_ur
         .add("GET", "/images", Answer(502), {1})
     )
 
-    result = local_stack.imgup("upload", "--json", "-j", "4", *map(str, files), env=env, timeout=60)
+    result = local_stack.imgup("upload", "--jsonl", "-j", "4", *map(str, files), env=env, timeout=60)
 
     assert result.code == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -298,8 +294,9 @@ def test_the_real_command_rides_out_api_errors_resets_timeouts_and_an_expired_ur
     puts = proxy.plan.requests("PUT")
     assert len(puts) == 4 + 4
     assert all(s.path.startswith(f"/{local_stack.bucket}/images/") for s in puts), "a PUT bypassed the proxy"
-    assert len(proxy.plan.requests("POST", "/upload")) == 4 + 2 + 1, "no fresh URL after the expired one"
-    listed = local_stack.imgup("list", "--json", env=env, timeout=60)
+    stale = [s.path for s in puts if "/stale-0.png" in s.path]
+    assert len(stale) == 2 and stale[0] != stale[1], "no fresh URL after the expired one"
+    listed = local_stack.imgup("list", "--all", "--json", env=env, timeout=60)
     assert listed.code == 0, listed.stderr
     assert proxy.plan.faults("GET", "/images")
     assert {i["imageId"] for i in lines} <= {i["imageId"] for i in listed.json()}
@@ -314,13 +311,13 @@ def test_the_real_command_exits_6_when_one_file_fails_beyond_the_retry_budget(
     proxy.plan.add("PUT", "doomed", Answer(502))
     files = make_images(tmp_path / "pics", 2, "fine") + make_images(tmp_path / "pics", 1, "doomed")
 
-    result = local_stack.imgup("upload", "--json", "--retries", "2", *map(str, files), env=env, timeout=60)
+    result = local_stack.imgup("upload", "--jsonl", "--retries", "2", *map(str, files), env=env, timeout=60)
 
     assert result.code == 6, result.stderr
     assert "Traceback" not in result.stderr
     assert len(proxy.plan.faults("PUT", "doomed")) == 3, "one attempt and two retries"
     assert f"Error: {files[2]}: the upload failed: storage answered HTTP 502." in result.stderr
-    assert "1 of 3 files failed" in result.stderr
+    assert "Uploaded 2 of 3 files." in result.stderr
     lines = list(iter_lines(result.stdout))
     assert sorted(line["fileName"] for line in lines) == ["fine-0.png", "fine-1.png"]
     consistency.check(before=before, reported=[line["imageId"] for line in lines])

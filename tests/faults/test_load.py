@@ -1,7 +1,7 @@
 """Load, at CI size: the benchmark's own run (bench/load.py), 60 uploads through 8 workers.
 
-It deploys a fresh local stack, uploads with the real ``imgup upload - -j 8 --json``, checks
-with ``imgup doctor --json`` and ``imgup list --json``, and cleans up. Counts, uniqueness and
+It deploys a fresh local stack, uploads with the real ``imgup upload - -j 8 --jsonl``, checks
+with ``imgup doctor --json`` and ``imgup list --all --json``, and cleans up. Counts, uniqueness and
 health are asserted here; timings are only measured, never asserted.
 """
 
@@ -49,6 +49,6 @@ def test_the_gallery_lists_every_upload_exactly_once(run: load.LoadRun) -> None:
 def test_the_benchmark_cleans_up_after_itself(run: load.LoadRun) -> None:
     assert run.cleanup_code == 0
     assert run.config_dir is not None
-    assert not (run.config_dir / "deployment.json").exists()
+    assert not list((run.config_dir / "deployments").glob("*/deployment.json"))
     assert not (run.config_dir / "local" / "local.json").exists(), "the local stack is still running"
     assert set(run.summary()) >= {"n", "workers", "seconds", "uploads_per_s", "phases_s", "problems"}

@@ -11,7 +11,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from imgup import deployer
+from imgup import deployer, packaging
 from imgup import stack as cfn
 from imgup.aws import AwsTarget, local_target
 from imgup.errors import AwsError
@@ -121,7 +121,9 @@ def test_deploy_creates_the_stack_and_returns_its_outputs_and_an_api_key_apigate
 
     # The code bundle, stored under a key that carries its own content hash. (Checked from the
     # stored bytes rather than by building again: others may edit the backend meanwhile.)
-    [code_key] = keys_under(target, deployment.artifacts_bucket, f"imgup/{stack_name}/")
+    [code_key] = [
+        k for k in keys_under(target, deployment.artifacts_bucket, f"imgup/{stack_name}/") if "/backend-" in k
+    ]
     code = target.client("s3").get_object(Bucket=deployment.artifacts_bucket, Key=code_key)["Body"].read()
     assert code_key == Bundle(code, hashlib.sha256(code).hexdigest()).key(stack_name)
     assert f"Uploaded s3://{deployment.artifacts_bucket}/{code_key}" in reporter.steps
@@ -176,7 +178,7 @@ def test_cleanup_really_removes_the_buckets_the_stack_and_only_this_stacks_artif
         assert sorted(report.buckets_removed) == sorted(buckets)
         assert report.objects_deleted == 4
         assert keys_under(target, deployment.artifacts_bucket, f"imgup/{stack_name}/") == []
-        assert report.artifacts_deleted == 1
+        assert report.artifacts_deleted == 2  # the code and the template
         assert keys_under(target, deployment.artifacts_bucket, other) == [other]
     finally:
         cfn.empty_bucket(target, deployment.artifacts_bucket, prefix=other)
@@ -353,3 +355,17 @@ def test_a_reserved_concurrency_given_once_sticks_until_given_again(target, stac
     )
     assert changed.changed is True
     assert _parameters(target, stack_name)["ReservedConcurrency"] == "5"
+
+
+def test_deploy_passes_the_template_from_the_artifacts_bucket_so_it_may_exceed_51200_bytes(
+    target, stack_name
+):
+    result = deploy(target, stack_name)
+
+    artifacts = result.deployment.artifacts_bucket
+    templates = [k for k in keys_under(target, artifacts, f"imgup/{stack_name}/") if "/template-" in k]
+    assert len(templates) == 1
+    stored = target.client("s3").get_object(Bucket=artifacts, Key=templates[0])["Body"].read()
+    assert stored == packaging.template_path().read_bytes()
+    deployed = target.client("cloudformation").get_template(StackName=stack_name)["TemplateBody"]
+    assert deployed.strip() == stored.decode().strip()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from imgup import config
-from imgup.config import Deployment, Settings, load_deployment, load_settings, save_deployment
-from imgup.errors import ExitCode, NotDeployed, UsageError
+from imgup.config import Deployment, Settings, load_settings
+from imgup.errors import ExitCode, UsageError
 
 # One value per layer, all different from each other and from the defaults.
 LAYERS = {
@@ -19,12 +19,14 @@ LAYERS = {
     "concurrency": {"flag": 7, "env": "6", "file": 5},
     "retries": {"flag": 0, "env": "2", "file": 9},
     "timeout": {"flag": 1.5, "env": "2.5", "file": 3.5},
+    "target": {"flag": "local", "env": "aws", "file": "local"},
 }
 EXPECTED = {
     "stack_name": {"flag": "from-flag", "env": "from-env", "file": "from-file"},
     "concurrency": {"flag": 7, "env": 6, "file": 5},
     "retries": {"flag": 0, "env": 2, "file": 9},
     "timeout": {"flag": 1.5, "env": 2.5, "file": 3.5},
+    "target": {"flag": "local", "env": "aws", "file": "local"},
 }
 
 
@@ -118,6 +120,12 @@ def test_settings_from_different_layers_combine(isolated, monkeypatch):
         ("IMGUP_RETRIES", "-1"),
         ("IMGUP_TIMEOUT", "soon"),
         ("IMGUP_TIMEOUT", "0"),
+        ("IMGUP_CONCURRENCY", "65"),
+        ("IMGUP_RETRIES", "11"),
+        ("IMGUP_TIMEOUT", "3601"),
+        ("IMGUP_TIMEOUT", "1e308"),
+        ("IMGUP_TIMEOUT", "inf"),
+        ("IMGUP_TARGET", "cloud"),
     ],
 )
 def test_a_bad_value_in_the_environment_is_a_usage_error_naming_the_variable(variable, raw, monkeypatch):
@@ -138,6 +146,9 @@ def test_a_bad_value_in_the_environment_is_a_usage_error_naming_the_variable(var
         {"retries": -3},
         {"timeout": "slow"},
         {"timeout": 0.01},
+        {"timeout": 1e308},
+        {"concurrency": 10**6},
+        {"retries": 100},
     ],
     ids=lambda values: json.dumps(values),
 )
@@ -248,92 +259,158 @@ def test_an_invalid_stack_name_from_the_config_file_is_refused_naming_the_file(i
 # --- the deployment record -------------------------------------------------------------
 
 
-def test_save_deployment_writes_the_key_and_the_record_readable_only_by_the_owner(isolated):
-    save_deployment(a_deployment(), "secret-api-key-value")
-
-    for name in ("api-key", "deployment.json"):
-        mode = stat.S_IMODE((isolated / name).stat().st_mode)
-        assert mode == 0o600, f"{name} has mode {mode:o}"
-    assert (isolated / "api-key").read_text(encoding="utf-8").strip() == "secret-api-key-value"
-    assert "secret-api-key-value" not in (isolated / "deployment.json").read_text(encoding="utf-8")
-
-
-def test_save_deployment_tightens_the_mode_of_files_that_already_exist(isolated):
+@pytest.mark.parametrize(
+    "content",
+    ["{truncated", "", "null", "[]", '{"target": "local"}', "\udcff"],
+    ids=["bad-json", "empty", "null", "list", "missing-fields", "not-utf8"],
+)
+def test_a_corrupt_deployment_record_is_a_usage_error_naming_the_file_and_the_fix(content, isolated):
     isolated.mkdir(parents=True)
-    for name in ("api-key", "deployment.json"):
-        (isolated / name).write_text("old", encoding="utf-8")
-        (isolated / name).chmod(0o644)
+    path = isolated / "deployment.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
 
-    save_deployment(a_deployment(), "new-key")
+    with pytest.raises(UsageError) as caught:
+        config.read_record(path)
 
-    for name in ("api-key", "deployment.json"):
-        assert stat.S_IMODE((isolated / name).stat().st_mode) == 0o600
-    assert config.load_api_key() == "new-key"
-
-
-def test_a_saved_deployment_loads_back_equal_with_its_key():
-    deployment = a_deployment(target="aws", profile="work", api_key_id="k123", endpoint_url=None)
-
-    save_deployment(deployment, "the-key")
-
-    assert load_deployment() == deployment
-    assert dataclasses.asdict(load_deployment()) == dataclasses.asdict(deployment)
-    assert config.load_api_key() == "the-key"
-
-
-def test_loading_a_deployment_when_nothing_is_deployed_raises_not_deployed_with_exit_code_3():
-    with pytest.raises(NotDeployed) as caught:
-        load_deployment()
-
-    assert caught.value.exit_code == ExitCode.NOT_DEPLOYED == 3
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert str(path) in caught.value.message
     assert "imgup deploy" in (caught.value.hint or "")
 
 
-def test_loading_an_optional_deployment_when_nothing_is_deployed_gives_none():
-    assert load_deployment(required=False) is None
+WRONG_FIELDS = {
+    "target": ["cloud", 1, None],
+    "stack_name": ["Bad Name", 7, ""],
+    "region": ["nowhere-1", ["us-east-1"]],
+    "api_url": ["ftp://x", 5, ""],
+    "endpoint_url": ["localhost:5000", 5],
+    "max_upload_bytes": ["5MB", 0, -1, 2.5, True, None],
+    "bucket": [None, 3, ""],
+    "profile": [3, ["default"]],
+    "deployed_at": [20261125],
+}
 
 
 @pytest.mark.parametrize(
-    "content",
-    [
-        "{truncated",
-        "",
-        "null",
-        "[]",
-        '{"target": "local"}',
-        json.dumps({**dataclasses.asdict(a_deployment()), "unexpected": 1}),
-    ],
-    ids=["bad-json", "empty", "null", "list", "missing-fields", "unknown-field"],
+    ("name", "value"),
+    [(name, value) for name, values in WRONG_FIELDS.items() for value in values],
+    ids=lambda item: json.dumps(item),
 )
-def test_a_corrupt_deployment_record_is_not_deployed_rather_than_a_traceback(content, isolated):
+def test_a_deployment_record_with_a_wrong_field_is_a_usage_error_naming_the_field(name, value, isolated):
+    record = dataclasses.asdict(a_deployment())
+    record[name] = value
     isolated.mkdir(parents=True)
     path = isolated / "deployment.json"
-    path.write_text(content, encoding="utf-8")
+    path.write_text(json.dumps(record), encoding="utf-8")
 
-    for required in (True, False):
-        with pytest.raises(NotDeployed) as caught:
-            load_deployment(required=required)
-        assert str(path) in caught.value.message
-        assert "imgup deploy" in (caught.value.hint or "")
+    with pytest.raises(UsageError) as caught:
+        config.read_record(path)
+
+    assert str(path) in caught.value.message and name in caught.value.message
 
 
-def test_a_missing_or_empty_api_key_file_is_not_deployed(isolated):
-    with pytest.raises(NotDeployed):
-        config.load_api_key()
-
+def test_a_record_reads_back_equal_and_a_field_a_newer_imgup_wrote_is_ignored(isolated):
     isolated.mkdir(parents=True)
-    (isolated / "api-key").write_text("\n", encoding="utf-8")
-    with pytest.raises(NotDeployed) as caught:
-        config.load_api_key()
-    assert "empty" in caught.value.message
+    path = isolated / "deployment.json"
+    record = dataclasses.asdict(a_deployment(account="123456789012"))
+    path.write_text(json.dumps({**record, "from_the_future": 1}), encoding="utf-8")
+
+    assert config.read_record(path) == a_deployment(account="123456789012")
 
 
-def test_forget_deployment_removes_the_record_and_the_key_and_tolerates_their_absence(isolated):
-    save_deployment(a_deployment(), "k")
+def test_a_missing_record_is_file_not_found_for_the_caller_to_judge(isolated):
+    with pytest.raises(FileNotFoundError):
+        config.read_record(isolated / "deployment.json")
 
-    config.forget_deployment()
-    config.forget_deployment()
 
-    assert not (isolated / "deployment.json").exists()
-    assert not (isolated / "api-key").exists()
-    assert load_deployment(required=False) is None
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: None, "is missing"),
+        (lambda path: path.mkdir(), "is a directory"),
+        (lambda path: path.write_bytes(b"\xff\xfe key"), "is not UTF-8"),
+        (lambda path: path.write_text("\n"), "is empty"),
+        (lambda path: path.write_text("two words\n"), "does not hold an API key"),
+        (lambda path: path.write_text("key\nmore\n"), "does not hold an API key"),
+    ],
+    ids=["missing", "directory", "not-utf8", "empty", "space", "two-lines"],
+)
+def test_a_broken_api_key_file_is_a_usage_error_naming_the_file_and_the_fix(make, problem, isolated):
+    isolated.mkdir(parents=True)
+    path = isolated / "api-key"
+    make(path)
+
+    with pytest.raises(UsageError) as caught:
+        config.read_api_key(path)
+
+    assert caught.value.message.startswith(f"The API key file {path} {problem}")
+    assert "imgup deploy" in (caught.value.hint or "")
+
+
+def test_write_private_leaves_a_file_only_its_owner_can_read_even_over_an_open_one(isolated):
+    isolated.mkdir(parents=True)
+    path = isolated / "api-key"
+    path.write_text("old", encoding="utf-8")
+    path.chmod(0o644)
+
+    config.write_private(path, "k\n")
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert config.read_api_key(path) == "k"
+    assert [p.name for p in isolated.iterdir()] == ["api-key"]  # no temporary file left
+
+
+def test_an_api_key_file_others_can_read_gets_a_warning_with_the_fix(isolated):
+    path = isolated / "api-key"
+    config.write_private(path, "k\n")
+    assert config.key_file_warning(path) is None
+
+    path.chmod(0o644)
+
+    warning = config.key_file_warning(path)
+    assert warning and "0644" in warning and f"chmod 600 {path}" in warning
+    assert config.read_api_key(path) == "k"  # a warning, not an error
+
+
+# --- the config file's keys and types --------------------------------------------------
+
+
+def test_an_unknown_key_in_the_config_file_is_named_with_the_known_ones(isolated):
+    path = write_config(isolated, {"concurency": 8, "retries": 2})
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message and "'concurency'" in caught.value.message
+    for known in ("stack_name", "region", "profile", "concurrency", "retries", "timeout", "target"):
+        assert known in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("values", [{"region": 5}, {"profile": ["work"]}, {"stack_name": True}])
+def test_a_string_setting_that_is_not_a_json_string_is_refused(values, isolated):
+    path = write_config(isolated, values)
+
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+
+    assert str(path) in caught.value.message and next(iter(values)) in caught.value.message
+
+
+@pytest.mark.parametrize("region", ["nowhere-1", "US-EAST-1", "us_east_1", "us-east", "eu-west-1 "])
+def test_a_region_that_is_not_a_region_name_is_refused_naming_its_source(region, monkeypatch):
+    with pytest.raises(UsageError) as caught:
+        load_settings(region=region)
+    assert "--region" in caught.value.message
+
+    monkeypatch.setenv("IMGUP_REGION", region)
+    with pytest.raises(UsageError) as caught:
+        load_settings()
+    assert "IMGUP_REGION" in caught.value.message
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "us-gov-west-1", "eusc-de-east-1"])
+def test_region_names_are_accepted_and_their_source_remembered(region):
+    settings = load_settings(region=region)
+
+    assert settings.region == region
+    assert settings.sources == {"region": "--region"}
+    assert settings.given("region") and not settings.given("stack_name")

@@ -9,26 +9,31 @@ import hashlib
 import io
 import json
 import os
+import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from imgup.api import ImageApi, RetryPolicy, make_http_client
-from imgup.errors import ApiError, ExitCode, FileRejected, UploadRejected
+from imgup.errors import ExitCode, FileRejected
 from imgup.uploads import (
     CHUNK,
-    Cancelled,
+    Finished,
+    Interrupted,
     LocalFile,
     Outcome,
-    Uploader,
+    Sent,
+    Started,
+    Stored,
     collect_files,
     inspect_file,
     read_paths,
-    upload_all,
+    upload_files,
 )
-from tests.samples import SAMPLES, png_bytes, sha256_hex
+from tests.samples import SAMPLES, jpeg_bytes, png_bytes, sha256_hex
 
 LIMIT = 5 * 1024 * 1024
 API = "https://api.example.test/v1"
@@ -48,7 +53,7 @@ def test_inspect_file_accepts_each_real_format_with_its_size_and_sha256(kind, sa
 
     local = inspect_file(path, LIMIT)
 
-    assert local == LocalFile(path, path.name, len(SAMPLES[kind]), kind, sha256_hex(SAMPLES[kind]))
+    assert local == LocalFile(path, path.name, len(SAMPLES[kind]), kind, sha256_hex(SAMPLES[kind]), 1, 1)
 
 
 @pytest.mark.parametrize(("kind", "wrong_name"), [("image/png", "x.jpg"), ("image/gif", "x.png")])
@@ -108,8 +113,26 @@ def test_inspect_file_rejects_a_file_over_the_limit_naming_both_sizes(tmp_path):
     message = rejection(path, max_bytes=2 * 1024 * 1024)
 
     assert "exceeds the limit" in message
-    assert "3 MB" in message
-    assert "(2 MB)" in message
+    assert "3 MiB" in message
+    assert "(2 MiB)" in message
+
+
+def test_inspect_file_rejects_a_file_holding_only_a_gif_signature(tmp_path):
+    path = tmp_path / "tiny.gif"
+    path.write_bytes(b"GIF89a")
+
+    message = rejection(path)
+
+    assert message.startswith("is not a valid GIF image: ")
+
+
+def test_inspect_file_reads_width_and_height_from_the_header(tmp_path):
+    path = tmp_path / "wide.jpg"
+    path.write_bytes(jpeg_bytes(width=640, height=480))
+
+    local = inspect_file(path, LIMIT)
+
+    assert (local.file_type, local.width, local.height) == ("image/jpeg", 640, 480)
 
 
 def test_inspect_file_rejects_text_posing_as_a_png(tmp_path):
@@ -177,29 +200,51 @@ def test_inspect_file_rejects_a_name_that_is_not_utf8(tmp_path):
     assert "not valid UTF-8" in rejection(path)
 
 
+def test_read_paths_splits_on_nul_bytes_when_asked_and_keeps_newlines_in_names():
+    stream = io.BytesIO(b"a.png\0my\nphoto.jpg\0\0")
+
+    assert read_paths(stream, b"\0") == ["a.png", "my\nphoto.jpg"]
+
+
+def test_a_path_holding_a_nul_byte_is_one_failed_file_not_the_end_of_the_batch(samples):
+    good, bad = collect_files(["bad\0name.png", str(samples["image/png"])], LIMIT)
+
+    assert [local.path for local in good] == [samples["image/png"]]
+    assert bad == [Outcome("bad\\0name.png", error="a path cannot hold a NUL byte.")]
+
+
 # --- a fake API and S3 -----------------------------------------------------------------
 
 
 class FakeCloud:
     """The image API and the S3 bucket behind it, as one transport handler.
 
+    ``batch`` serves the batch routes (POST /uploads, POST /uploads/complete); without it they
+    answer as API Gateway does for a route it lacks (403 Missing Authentication Token).
     ``put_steps`` script the S3 answers to successive PUTs (the last repeats): a status code,
     a transport-error class, "expired" (S3's 403 for a URL past its expiry), or
-    "fail-mid-body" (read one chunk of the body, then the connection breaks). ``expires``
-    gives the ``expiresAt`` of successive grants.
-    ``reject_names`` are refused by POST /upload with 400. ``length_in_headers=False`` leaves
-    Content-Length out of the grant's ``uploadHeaders``."""
+    "fail-mid-body" (read one chunk of the body, then the connection breaks). ``lifetimes``
+    give the seconds successive grants live, ``server_now`` the server's clock (its Date
+    header and the base of ``expiresAt``). ``reject_names`` are refused at presign with 400.
+    ``length_in_headers=False`` leaves Content-Length out of the grant's ``uploadHeaders``;
+    ``expires_in=False`` leaves ``expiresIn`` out of grants (an older stack)."""
 
     def __init__(
         self,
         put_steps=(200,),
-        expires=(NOW + dt.timedelta(minutes=5),),
+        lifetimes=(300,),
         reject_names=(),
         length_in_headers=True,
+        batch=True,
+        server_now=None,
+        expires_in=True,
     ):
+        self.batch = batch
         self.length_in_headers = length_in_headers
+        self.expires_in = expires_in
+        self.server_now = server_now or dt.datetime.now(dt.timezone.utc)
         self.put_steps = list(put_steps)
-        self.expires = list(expires)
+        self.lifetimes = list(lifetimes)
         self.reject_names = set(reject_names)
         self.lock = threading.Lock()
         self.log: list[tuple[str, str]] = []  # (method, url) in order
@@ -210,36 +255,64 @@ class FakeCloud:
         self.stored: set[str] = set()  # image ids whose PUT landed
         self.deleted: list[str] = []  # records the client abandoned
 
+    def answer(self, status: int, **kwargs) -> httpx.Response:
+        from email.utils import format_datetime
+
+        return httpx.Response(
+            status, headers={"date": format_datetime(self.server_now, usegmt=True)}, **kwargs
+        )
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
             self.log.append((request.method, str(request.url)))
         if request.url.host == S3_HOST:
             return self.s3(request)
         assert request.headers["x-api-key"] == KEY
-        if request.url.path == "/v1/upload":
-            return self.presign(request)
-        if request.url.path.endswith("/complete"):
-            image_id = request.url.path.split("/")[-2]
+        path = request.url.path
+        if path == "/v1/upload":
+            status, body = self.presign(json.loads(request.read()))
+            return self.answer(status, json=body)
+        if path == "/v1/uploads" and self.batch:
+            files = json.loads(request.read())["files"]
+            entries = []
+            for index, file in enumerate(files):
+                status, body = self.presign(file)
+                entries.append(
+                    {"index": index, **body} if status == 200 else {"index": index, **body, "status": status}
+                )
+            return self.answer(200, json={"uploads": entries, "count": len(entries)})
+        if path == "/v1/uploads/complete" and self.batch:
+            ids = json.loads(request.read())["imageIds"]
+            images = []
+            for image_id in ids:
+                status, body = self.complete(image_id)
+                images.append(body if status == 200 else {**body, "imageId": image_id, "status": status})
+            return self.answer(200, json={"images": images, "count": len(images)})
+        if path.endswith("/complete"):
+            status, body = self.complete(path.split("/")[-2])
+            return self.answer(status, json=body)
+        if request.method == "DELETE" and path.startswith("/v1/images/"):
             with self.lock:
-                if image_id not in self.stored:  # as the real API: nothing to complete yet
-                    return httpx.Response(409, json={"error": "The file has not been uploaded yet"})
-                self.completed.append(image_id)
-            return httpx.Response(200, json={"imageId": image_id, "status": "ready"})
-        if request.method == "DELETE" and request.url.path.startswith("/v1/images/"):
-            with self.lock:
-                self.deleted.append(request.url.path.rsplit("/", 1)[-1])
-            return httpx.Response(200, json={"message": "Image deleted"})
-        return httpx.Response(404, json={"message": "Missing Authentication Token"})
+                self.deleted.append(path.rsplit("/", 1)[-1])
+            return self.answer(200, json={"message": "Image deleted"})
+        return self.answer(403, json={"message": "Missing Authentication Token"})
 
-    def presign(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.read())
+    def complete(self, image_id: str) -> tuple[int, dict]:
+        with self.lock:
+            if image_id not in self.stored:  # as the real API: nothing to complete yet
+                return 409, {"error": "The file has not been uploaded yet"}
+            self.completed.append(image_id)
+        return 200, {"imageId": image_id, "status": "ready", "width": 1, "height": 1}
+
+    def presign(self, body: dict) -> tuple[int, dict]:
         with self.lock:
             self.presign_bodies.append(body)
             number = len(self.presign_bodies)
-            expires = self.expires.pop(0) if len(self.expires) > 1 else self.expires[0]
+            lifetime = self.lifetimes.pop(0) if len(self.lifetimes) > 1 else self.lifetimes[0]
         if body["fileName"] in self.reject_names:
-            return httpx.Response(400, json={"error": f"fileName {body['fileName']} is not allowed"})
+            return 400, {"error": f"fileName {body['fileName']} is not allowed"}
         checksum = base64.b64encode(bytes.fromhex(body["sha256"])).decode()
+        expires = self.server_now + dt.timedelta(seconds=lifetime)
         grant = {
             "imageId": f"img-{number}",
             "uploadUrl": f"https://{S3_HOST}/uploads/img-{number}?X-Amz-Signature=sig{number}",
@@ -250,18 +323,22 @@ class FakeCloud:
             },
             "fileUrl": f"https://{S3_HOST}/uploads/img-{number}?download",
             "expiresAt": expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "expiresIn": lifetime,
         }
+        if not self.expires_in:
+            del grant["expiresIn"]
         if not self.length_in_headers:
             del grant["uploadHeaders"]["Content-Length"]
         with self.lock:
             self.grants.append(grant)
-        return httpx.Response(200, json=grant)
+        return 200, grant
 
     def s3(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
             step = self.put_steps.pop(0) if len(self.put_steps) > 1 else self.put_steps[0]
         if step == "fail-mid-body":
-            next(iter(request.stream))
+            chunks = iter(request.stream)
+            next(chunks), next(chunks)  # the second read hands over the first chunk
             raise httpx.ReadError("connection reset by peer", request=request)
         if isinstance(step, type):
             raise step("scripted failure", request=request)
@@ -286,6 +363,9 @@ class FakeCloud:
     def presign_count(self) -> int:
         return len(self.presign_bodies)
 
+    def requests_to(self, path: str) -> int:
+        return sum(1 for _, url in self.log if httpx.URL(url).path == path)
+
 
 class HandlerSeesTheStream(httpx.MockTransport):
     """MockTransport reads the whole request body before calling its handler; this one leaves
@@ -295,17 +375,33 @@ class HandlerSeesTheStream(httpx.MockTransport):
         return self.handler(request)
 
 
-class Progress(list):
-    def __call__(self, nbytes: int) -> None:
-        self.append(nbytes)
+@dataclass
+class Run:
+    outcomes: list[Outcome]
+    events: list
+    sleeps: list[float]
+
+    @property
+    def sent(self) -> int:
+        return sum(e.nbytes for e in self.events if isinstance(e, Sent))
 
 
-def make_uploader(cloud: FakeCloud, *, retries: int = 3, cancel=None, clock=lambda: NOW):
+def run_upload(cloud: FakeCloud, files, *, retries: int = 3, concurrency: int = 2, on_event=None) -> Run:
     sleeps: list[float] = []
+    events: list = []
+    lock = threading.Lock()
+
+    def record(event) -> None:
+        with lock:
+            events.append(event)
+        if on_event is not None:
+            on_event(event)
+
     policy = RetryPolicy(retries=retries, sleep=sleeps.append, jitter=lambda: 1.0)
     http = make_http_client(5.0, transport=HandlerSeesTheStream(cloud))
     api = ImageApi(API, KEY, http, policy)
-    return Uploader(api, http, policy, cancel=cancel, clock=clock), sleeps
+    outcomes = upload_files(list(files), api, concurrency=concurrency, on_event=record)
+    return Run(outcomes, events, sleeps)
 
 
 @pytest.fixture
@@ -321,15 +417,23 @@ def big_photo(tmp_path) -> LocalFile:
     return inspect_file(path, LIMIT)
 
 
-# --- Uploader.upload -------------------------------------------------------------------
+def many(tmp_path: Path, count: int) -> list[LocalFile]:
+    files = []
+    for n in range(count):
+        path = tmp_path / f"pic-{n}.png"
+        path.write_bytes(png_bytes(padding=100 + n))
+        files.append(inspect_file(path, LIMIT))
+    return files
 
 
-def test_an_upload_presigns_then_puts_exactly_the_signed_headers_and_the_bytes_then_completes(photo):
-    cloud = FakeCloud()
-    uploader, sleeps = make_uploader(cloud)
-    progress = Progress()
+# --- upload_files: one file --------------------------------------------------------------
 
-    result = uploader.upload(photo, progress)
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch-routes", "single-routes"])
+def test_an_upload_presigns_then_puts_exactly_the_signed_headers_and_the_bytes_then_completes(batch, photo):
+    cloud = FakeCloud(batch=batch)
+
+    run = run_upload(cloud, [photo])
 
     assert cloud.presign_bodies == [
         {"fileName": photo.name, "fileType": "image/png", "fileSize": photo.size, "sha256": photo.sha256}
@@ -344,26 +448,57 @@ def test_an_upload_presigns_then_puts_exactly_the_signed_headers_and_the_bytes_t
         assert put.headers[name] == value
     assert put.headers["content-length"] == str(photo.size)
     assert "x-api-key" not in put.headers
-    assert [method for method, _ in cloud.log] == ["POST", "PUT", "POST"]
     assert cloud.completed == ["img-1"]
-    assert sum(progress) == photo.size
-    assert sleeps == []
-    assert result == {
+    assert run.sent == photo.size
+    assert run.sleeps == []
+    [outcome] = run.outcomes
+    assert outcome.error is None
+    assert outcome.image == {
         "imageId": "img-1",
         "fileName": photo.name,
         "fileSize": photo.size,
         "fileType": "image/png",
+        "width": 1,
+        "height": 1,
         "sha256": photo.sha256,
+        "uploadedAt": None,
         "fileUrl": grant["fileUrl"],
     }
+    kinds = [type(e) for e in run.events if not isinstance(e, Sent)]
+    assert kinds == [Started, Stored, Finished]
+
+
+def test_without_batch_routes_the_single_routes_serve_and_the_batch_route_is_tried_once(tmp_path):
+    cloud = FakeCloud(batch=False)
+
+    run = run_upload(cloud, many(tmp_path, 5))
+
+    assert all(o.image for o in run.outcomes)
+    assert cloud.requests_to("/v1/uploads") == 1
+    assert cloud.requests_to("/v1/uploads/complete") == 0  # both routes came in together
+    assert cloud.requests_to("/v1/upload") == 5
+
+
+def test_many_files_cost_a_few_batch_requests_not_two_per_file(tmp_path):
+    files = many(tmp_path, 250)
+    cloud = FakeCloud()
+
+    run = run_upload(cloud, files, concurrency=8)
+
+    assert len([o for o in run.outcomes if o.image]) == 250
+    assert sorted(cloud.completed) == sorted(f"img-{n}" for n in range(1, 251))
+    assert cloud.requests_to("/v1/upload") == 0
+    assert cloud.requests_to("/v1/uploads") <= 250 // 16 + 1  # batches of 16 and more
+    assert cloud.requests_to("/v1/uploads/complete") < 250
+    assert max(len(b) for b in [cloud.presign_bodies]) == 250
+    assert len({o.image["imageId"] for o in run.outcomes}) == 250
 
 
 def test_a_put_declares_its_length_even_when_the_grant_does_not_so_it_is_never_chunked(photo):
     # S3 refuses a presigned PUT sent with Transfer-Encoding: chunked.
     cloud = FakeCloud(length_in_headers=False)
-    uploader, _ = make_uploader(cloud)
 
-    uploader.upload(photo, Progress())
+    run_upload(cloud, [photo])
 
     [(put, body)] = cloud.puts
     assert put.headers["content-length"] == str(photo.size) == str(len(body))
@@ -373,185 +508,161 @@ def test_a_put_declares_its_length_even_when_the_grant_does_not_so_it_is_never_c
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_a_put_that_fails_with_a_server_error_is_retried_on_the_same_url(status, photo):
     cloud = FakeCloud(put_steps=[status, 200])
-    uploader, sleeps = make_uploader(cloud)
-    progress = Progress()
 
-    uploader.upload(photo, progress)
+    run = run_upload(cloud, [photo])
 
     assert len(cloud.put_urls) == 2
     assert cloud.put_urls[0] == cloud.put_urls[1] == cloud.grants[0]["uploadUrl"]
     assert cloud.presign_count == 1
     assert cloud.completed == ["img-1"]
-    assert len(sleeps) == 1
-    assert sum(progress) == photo.size
+    assert len(run.sleeps) == 1
+    assert run.sent == photo.size
 
 
 def test_a_put_that_breaks_mid_body_is_retried_and_progress_nets_to_the_file_size(big_photo):
     cloud = FakeCloud(put_steps=["fail-mid-body", 200])
-    uploader, sleeps = make_uploader(cloud)
-    progress = Progress()
 
-    uploader.upload(big_photo, progress)
+    run = run_upload(cloud, [big_photo])
 
     assert len(cloud.put_urls) == 2
     assert cloud.puts[-1][1] == big_photo.path.read_bytes()
-    assert sum(progress) == big_photo.size
-    assert -CHUNK in progress  # the part sent before the break was taken back
-    assert len(sleeps) == 1
+    assert run.sent == big_photo.size
+    assert any(isinstance(e, Sent) and e.nbytes < 0 for e in run.events)  # taken back
+    assert len(run.sleeps) == 1
     assert cloud.completed == ["img-1"]
 
 
-def test_a_put_that_keeps_failing_gives_up_after_the_retries_without_completing(photo):
+def test_a_put_that_keeps_failing_fails_that_file_after_the_retries_and_deletes_its_record(photo):
     cloud = FakeCloud(put_steps=[503])
-    uploader, sleeps = make_uploader(cloud, retries=2)
-    progress = Progress()
 
-    with pytest.raises(ApiError) as caught:
-        uploader.upload(photo, progress)
+    run = run_upload(cloud, [photo], retries=2)
 
-    assert "HTTP 503" in caught.value.message
+    [outcome] = run.outcomes
+    assert outcome.image is None and "HTTP 503" in outcome.error
     assert len(cloud.put_urls) == 3
-    assert len(sleeps) == 2
+    assert len(run.sleeps) == 2
     assert cloud.completed == []
     assert cloud.deleted == ["img-1"]  # the abandoned record can never be listed
-    assert sum(progress) == 0
+    assert run.sent == 0
 
 
 def test_a_put_refused_as_expired_gets_a_fresh_url_and_succeeds(photo):
     cloud = FakeCloud(put_steps=["expired", 200])
-    uploader, sleeps = make_uploader(cloud)
-    progress = Progress()
 
-    result = uploader.upload(photo, progress)
+    run = run_upload(cloud, [photo])
 
     assert cloud.presign_count == 2
     assert cloud.put_urls == [cloud.grants[0]["uploadUrl"], cloud.grants[1]["uploadUrl"]]
     assert cloud.completed == ["img-2"]
     assert cloud.deleted == ["img-1"]
-    assert result["imageId"] == "img-2"
-    assert sum(progress) == photo.size
-    assert sleeps == []
+    assert run.outcomes[0].image["imageId"] == "img-2"
+    assert run.sent == photo.size
+    assert run.sleeps == []
 
 
-def test_a_grant_already_expired_by_the_clock_is_replaced_without_putting_to_its_url(photo):
-    cloud = FakeCloud(expires=[NOW - dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=5)])
-    uploader, _ = make_uploader(cloud, clock=lambda: NOW)
+def test_a_grant_already_expired_is_replaced_without_putting_to_its_url(photo):
+    cloud = FakeCloud(lifetimes=[1, 300])
 
-    uploader.upload(photo, Progress())
+    run_upload(cloud, [photo])
 
     assert cloud.presign_count == 2
     assert cloud.put_urls == [cloud.grants[1]["uploadUrl"]]
     assert cloud.completed == ["img-2"]
 
 
-def test_urls_that_keep_expiring_end_in_an_api_error_without_any_put(photo):
-    cloud = FakeCloud(expires=[NOW - dt.timedelta(seconds=30)])
-    uploader, _ = make_uploader(cloud)
+def test_urls_that_keep_expiring_fail_the_file_without_any_put(photo):
+    cloud = FakeCloud(lifetimes=[1])
 
-    with pytest.raises(ApiError) as caught:
-        uploader.upload(photo, Progress())
+    run = run_upload(cloud, [photo])
 
-    assert "expiring" in caught.value.message
+    [outcome] = run.outcomes
+    assert "expiring" in outcome.error
     assert cloud.put_urls == []
     assert cloud.presign_count >= 2
     assert cloud.completed == []
 
 
+@pytest.mark.parametrize("skew_minutes", [5, -5])
+def test_a_client_clock_minutes_off_still_uploads(skew_minutes, photo):
+    # The server's clock is 5 minutes behind (or ahead of) ours; an older stack gives only
+    # expiresAt, which must be read against the server's clock (its Date header).
+    server_now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=skew_minutes)
+    cloud = FakeCloud(server_now=server_now, expires_in=False)
+
+    run = run_upload(cloud, [photo])
+
+    assert run.outcomes[0].image is not None
+    assert cloud.presign_count == 1
+
+
 @pytest.mark.parametrize("status", [400, 403, 404])
-def test_a_put_refused_by_storage_is_upload_rejected_and_not_retried(status, photo):
+def test_a_put_refused_by_storage_fails_that_file_and_is_not_retried(status, photo):
     cloud = FakeCloud(put_steps=[status, 200])
-    uploader, sleeps = make_uploader(cloud)
 
-    with pytest.raises(UploadRejected) as caught:
-        uploader.upload(photo, Progress())
+    run = run_upload(cloud, [photo])
 
-    assert f"HTTP {status}" in caught.value.message
+    assert f"HTTP {status}" in run.outcomes[0].error
     assert len(cloud.put_urls) == 1
     assert cloud.presign_count == 1
-    assert sleeps == []
+    assert run.sleeps == []
     assert cloud.completed == []
+    assert cloud.deleted == ["img-1"]
 
 
-def test_a_set_cancel_event_stops_the_upload_before_any_byte_reaches_storage(photo):
-    cloud = FakeCloud()
-    cancel = threading.Event()
-    cancel.set()
-    uploader, _ = make_uploader(cloud, cancel=cancel)
-
-    with pytest.raises(Cancelled):
-        uploader.upload(photo, Progress())
-
-    assert cloud.puts == []
-    assert cloud.completed == []
+# --- upload_files: many files ------------------------------------------------------------
 
 
-# --- upload_all ------------------------------------------------------------------------
-
-
-def run_all(uploader: Uploader, files: list[LocalFile], concurrency: int = 2):
-    started: list[LocalFile] = []
-    done: list[tuple[LocalFile, Outcome]] = []
-    lock = threading.Lock()
-
-    def on_start(local: LocalFile):
-        with lock:
-            started.append(local)
-        return lambda nbytes: None
-
-    def on_done(local: LocalFile, outcome: Outcome) -> None:
-        with lock:
-            done.append((local, outcome))
-
-    outcomes = upload_all(files, uploader, concurrency, on_start=on_start, on_done=on_done)
-    return outcomes, started, done
-
-
-def test_upload_all_keeps_going_when_one_file_fails_and_records_its_error(samples, tmp_path):
+def test_one_file_refused_does_not_stop_the_others_and_its_error_is_kept(samples, tmp_path):
     rejected = tmp_path / "refused.png"
     rejected.write_bytes(SAMPLES["image/png"])
     files = [inspect_file(p, LIMIT) for p in (samples["image/png"], rejected, samples["image/gif"])]
     cloud = FakeCloud(reject_names={"refused.png"})
-    uploader, _ = make_uploader(cloud)
 
-    outcomes, started, done = run_all(uploader, files)
+    run = run_upload(cloud, files)
 
-    by_source = {outcome.source: outcome for outcome in outcomes}
+    by_source = {outcome.source: outcome for outcome in run.outcomes}
     assert set(by_source) == {str(local.path) for local in files}
     assert by_source[str(rejected)].error == "fileName refused.png is not allowed"
     assert by_source[str(rejected)].image is None
     for path in (samples["image/png"], samples["image/gif"]):
-        outcome = by_source[str(path)]
-        assert outcome.error is None
-        assert outcome.image["fileName"] == path.name
+        assert by_source[str(path)].image["fileName"] == path.name
     assert len(cloud.completed) == 2
-    assert sorted(map(str, (local.path for local in started))) == sorted(by_source)
-    assert [outcome for _, outcome in done] == outcomes
+    finished = [e.outcome for e in run.events if isinstance(e, Finished)]
+    assert finished == run.outcomes
 
 
-def test_upload_all_reports_a_file_that_vanished_after_its_check_and_uploads_the_others(samples):
+def test_a_file_that_vanished_after_its_check_fails_alone(samples):
     files = [inspect_file(p, LIMIT) for p in (samples["image/png"], samples["image/gif"])]
     samples["image/png"].unlink()
     cloud = FakeCloud()
-    uploader, _ = make_uploader(cloud)
 
-    outcomes, _, _ = run_all(uploader, files, concurrency=1)
+    run = run_upload(cloud, files, concurrency=1)
 
-    by_source = {outcome.source: outcome for outcome in outcomes}
-    assert by_source[str(samples["image/png"])].error
+    by_source = {outcome.source: outcome for outcome in run.outcomes}
+    assert "cannot read it any more" in by_source[str(samples["image/png"])].error
     assert by_source[str(samples["image/gif"])].error is None
     assert len(cloud.completed) == 1
 
 
-def test_upload_all_with_cancel_set_marks_every_file_cancelled_and_completes_none(samples):
-    files = [inspect_file(p, LIMIT) for p in samples.values()]
+def test_ctrl_c_settles_what_runs_reports_every_file_in_the_gallery_and_says_what_is_left(tmp_path):
+    files = many(tmp_path, 40)
     cloud = FakeCloud()
-    cancel = threading.Event()
-    cancel.set()
-    uploader, _ = make_uploader(cloud, cancel=cancel)
+    started = []
 
-    outcomes, _, _ = run_all(uploader, files)
+    def interrupt_at_the_tenth_put(event) -> None:
+        if isinstance(event, Started):
+            started.append(event)
+            if len(started) == 10:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, wherever the run is
 
-    assert len(outcomes) == len(files)
-    assert all(outcome.error == "cancelled" and outcome.image is None for outcome in outcomes)
-    assert cloud.puts == []
-    assert cloud.completed == []
+    with pytest.raises(Interrupted) as caught:
+        run_upload(cloud, files, concurrency=4, on_event=interrupt_at_the_tenth_put)
+
+    stop = caught.value
+    reported = {o.image["imageId"] for o in stop.outcomes if o.image}
+    assert reported, "the files stored before Ctrl-C were not completed and reported"
+    # Every record that became ready was reported, and nothing reported is left incomplete.
+    assert set(cloud.completed) == reported
+    assert len(stop.outcomes) + stop.unsent == len(files)
+    assert stop.unsent > 0
+    assert len(cloud.puts) < len(files)
