@@ -118,7 +118,7 @@ class LocalStackApp:
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
         self.notifications = NotificationRouter(self.runner, self.catalog)
         self.presigned = PresignedPut()
-        self.requests = {"http": Tally(), "inProcess": Tally()}
+        self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
         InProcessDispatch(endpoint_url, self).install()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -136,6 +136,7 @@ class LocalStackApp:
             return respond(("200 OK", {"Content-Type": "application/json"}, self._health()), start_response)
         self.requests["inProcess" if environ.get("imgup.in_process") else "http"].add()
         if path.startswith(PREFIX):
+            self.requests["api"].add()
             return self.api(environ, start_response)
         presigned_put = is_presigned_put(environ)
         if presigned_put:
