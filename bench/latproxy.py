@@ -187,7 +187,7 @@ class LatencyProxy:
                 keep, upstream = await self._exchange(head, reader, writer, upstream)
                 if not keep:
                     return
-        except (ProxyError, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ProxyError, OSError, asyncio.IncompleteReadError) as exc:
             with self._lock:
                 self.errors[type(exc).__name__] += 1
         except asyncio.CancelledError:
@@ -243,7 +243,7 @@ class LatencyProxy:
                 upstream[1].close()
             try:
                 upstream = await self._connect()
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 await asyncio.wait_for(writer.drain(), self.io_timeout)
                 return False, None

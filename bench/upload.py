@@ -17,7 +17,7 @@ Per run it records the wall time, the client's peak memory (ru_maxrss from ``os.
 a small launcher: see LAUNCHER), and the stack's CPU time (utime + stime of its process tree,
 read from /proc before the run and after the stack has gone idle, so that work finishing
 after the client, like S3 events, counts), its peak memory (VmHWM, reset before the run
-through ``/proc/<pid>/clear_refs``), and the requests it served (``GET /_imgup/stats`` when
+through ``/proc/<pid>/clear_refs``), and the requests it served (``GET /_imgup/health`` counts, when
 the stack has it; else only what the proxy counts). Then it checks the counts (every file
 reported and stored, nothing else) and deletes what the run stored, so that every round
 starts from the same state. It prints a table per case (medians of the rounds) on stdout,
@@ -74,7 +74,7 @@ INSTALL = {
     "then --aws ~/.venvs/awscli/bin/aws",
     "rclone": "sudo apt-get install rclone (Debian); then --rclone /usr/bin/rclone",
 }
-STATS_PATH = "/_imgup/stats"
+STATS_PATH = "/_imgup/health"
 STATS_FIELDS = ("httpRequests", "apiRequests", "invocations", "storageOps")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PNG_OVERHEAD = len(png_bytes(0)) + 4  # write_images adds a 4-byte serial to png_bytes(padding)
@@ -193,9 +193,12 @@ class Stack:
 
     @classmethod
     def read(cls, config_dir: Path) -> Stack:
+        from imgup.deployments import Registry
+
         state = json.loads((config_dir / "local" / "local.json").read_text())
-        deployment = json.loads((config_dir / "deployment.json").read_text())
-        return cls(config_dir, state["endpointUrl"], int(state["pid"]), deployment["bucket"])
+        registry = Registry(config_dir)
+        [which] = registry.ids()
+        return cls(config_dir, state["endpointUrl"], int(state["pid"]), registry.load(which).bucket)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) of the stack's process tree, with its reaped children."""
@@ -238,9 +241,17 @@ class Stack:
                 data = json.loads(answer.read())
         except (URLError, OSError, ValueError):
             return None
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), int) for k in STATS_FIELDS):
+        if not isinstance(data, dict) or not isinstance(data.get("requests"), dict):
             return None
-        return {k: data[k] for k in STATS_FIELDS}
+        stats = {
+            "httpRequests": data["requests"].get("http"),
+            "apiRequests": data["requests"].get("api"),
+            "invocations": data.get("invocations"),
+            "storageOps": data["requests"].get("inProcess"),
+        }
+        if not all(isinstance(v, int) for v in stats.values()):
+            return None
+        return stats
 
     def settle(self, quiet: float = 0.5, step: float = 0.1, bound: float = 60.0) -> float:
         """Wait until the stack has used (almost) no CPU for ``quiet`` seconds (at most 2 clock
@@ -569,7 +580,10 @@ class Bench:
         return text + (f"; PROBLEMS: {'; '.join(run.problems)}" if run.problems else "")
 
     def clean_up(self) -> None:
-        if not (self.config_dir / "deployment.json").exists() and not (self.config_dir / "local").exists():
+        if (
+            not any((self.config_dir / "deployments").glob("*/deployment.json"))
+            and not (self.config_dir / "local").exists()
+        ):
             return
         say("cleaning up: imgup cleanup --yes")
         # Not to be interrupted half-way: Ctrl-C and SIGTERM wait (cleanup is bounded) until it ends.

@@ -7,6 +7,7 @@ modules, which take them as parameters so that tests can pass others.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,6 +90,7 @@ def deploy(
     is created (no local stack, no bucket) until the region, the options and the config
     directory are known to be good. ``settings.target`` says where: local, else AWS."""
     from .deployer import deploy as run_deploy
+    from .local import control
 
     local = settings.target == "local"
     timeout = config.number("wait", timeout, "--wait", float, 1, 86400)
@@ -108,18 +110,20 @@ def deploy(
     registry.prepare(which)
     if aws is not None:
         _refuse_another_account(registry, which, aws)
-    target = aws or _local_target(region)  # the first side effect: the local stack starts
-    result = run_deploy(
-        target,
-        settings.stack_name,
-        StderrReporter(),
-        _waiter(local, timeout),
-        local=local,
-        profile=settings.profile,
-        alert_email=alert_email,
-        reserved_concurrency=reserved_concurrency,
-    )
-    registry.save(result.deployment, result.api_key)
+    # Concurrent local deploys take turns (the second finds the first one's stack).
+    with control.deploying() if local else contextlib.nullcontext():
+        target = aws or _local_target(region)  # the first side effect: the local stack starts
+        result = run_deploy(
+            target,
+            settings.stack_name,
+            StderrReporter(),
+            _waiter(local, timeout),
+            local=local,
+            profile=settings.profile,
+            alert_email=alert_email,
+            reserved_concurrency=reserved_concurrency,
+        )
+        registry.save(result.deployment, result.api_key)
     return result
 
 

@@ -1,10 +1,11 @@
 """An API Gateway (REST, Lambda proxy) emulator over moto's API Gateway metadata.
 
-URL scheme: ``<endpoint>/_api/<region>/<apiId>/<stage>/<path>``. For each request it reads the
-API's resources and methods from moto (as CloudFormation created them), so it answers only the
-routes the deployed API has; enforces ``apiKeyRequired`` against the keys of the usage plans
-that include the API's stage; builds a Lambda-proxy event; runs the integration's function
-through ``LambdaRunner``; and turns the proxy answer into HTTP. Answers that API Gateway itself
+URL scheme: ``<endpoint>/_api/<region>/<apiId>/<stage>/<path>``. It reads the API's resources
+and methods from moto (as CloudFormation created them) once per deploy (the catalog keeps
+them), so it answers only the routes the deployed API has; enforces ``apiKeyRequired``
+against the keys of the usage plans that include the API's stage; builds a Lambda-proxy
+event; runs the integration's function through ``LambdaRunner``; and turns the proxy answer
+into HTTP. Answers that API Gateway itself
 gives (unknown route, bad key, broken function) have API Gateway's shape and wording.
 """
 
@@ -17,11 +18,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from .lambdas import LambdaRunner, TtlCache
+from .catalog import Catalog
+from .lambdas import LambdaRunner
+from .wire import BodyError, known_regions, read_body, respond, status_line
 
 log = logging.getLogger("imgup.local")
 PREFIX = "/_api/"
@@ -55,16 +57,15 @@ def _compile(path: str) -> re.Pattern[str]:
 
 
 class ApiGatewayEmulator:
-    def __init__(self, runner: LambdaRunner) -> None:
+    def __init__(self, runner: LambdaRunner, catalog: Catalog) -> None:
         self.runner = runner
-        self._routes = TtlCache()
-        self._keys = TtlCache()
+        self.catalog = catalog
 
     # --- metadata from moto -----------------------------------------------------------
 
     def routes(self, region: str, api_id: str) -> list[Route]:
         def load() -> list[Route]:
-            client = self.runner.client("apigateway", region)
+            client = self.runner.clients("apigateway", region)
             routes = []
             resources = client.get_resources(restApiId=api_id, limit=500)["items"]
             for resource in resources:
@@ -84,36 +85,38 @@ class ApiGatewayEmulator:
                     )
             return routes
 
-        return self._routes.get((region, api_id), load)
+        return self.catalog.get(region, ("routes", api_id), load)
 
     def valid_keys(self, region: str, api_id: str, stage: str) -> frozenset[str]:
         def load() -> frozenset[str]:
-            client = self.runner.client("apigateway", region)
+            client = self.runner.clients("apigateway", region)
+            # every key once, with its value: a plan may still name a key that was deleted
+            keys = {k["id"]: k for k in client.get_api_keys(limit=500, includeValues=True).get("items", [])}
             values = set()
             for plan in client.get_usage_plans(limit=500).get("items", []):
                 stages = plan.get("apiStages", [])
                 if not any(s.get("apiId") == api_id and s.get("stage") == stage for s in stages):
                     continue
-                for key in client.get_usage_plan_keys(usagePlanId=plan["id"]).get("items", []):
-                    detail = client.get_api_key(apiKey=key["id"], includeValue=True)
-                    if detail.get("enabled", True) and detail.get("value"):
-                        values.add(detail["value"])
+                for attached in client.get_usage_plan_keys(usagePlanId=plan["id"]).get("items", []):
+                    key = keys.get(attached["id"], {})
+                    if key.get("enabled", True) and key.get("value"):
+                        values.add(key["value"])
             return frozenset(values)
 
-        return self._keys.get((region, api_id, stage), load)
+        return self.catalog.get(region, ("keys", api_id, stage), load)
 
     # --- WSGI ---------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        status, headers, body = self.handle(environ)
-        start_response(status, list(headers.items()))
-        return [body]
+        return respond(self.handle(environ), start_response)
 
     def handle(self, environ: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
         parts = environ.get("PATH_INFO", "")[len(PREFIX) :].split("/", 3)
         if len(parts) < 3 or not all(parts[:3]):
             return _gateway_answer(403, "Missing Authentication Token")
         region, api_id, stage = parts[:3]
+        if region not in known_regions():
+            return _gateway_answer(403, "Forbidden")
         path = "/" + (parts[3] if len(parts) > 3 else "")
         method = environ.get("REQUEST_METHOD", "GET").upper()
         try:
@@ -132,10 +135,12 @@ class ApiGatewayEmulator:
         api_key = headers.get("x-api-key", "")
         if route.api_key_required and api_key not in self.valid_keys(region, api_id, stage):
             return _gateway_answer(403, "Forbidden")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_PAYLOAD:
-            return _gateway_answer(413, "Request Too Long")
-        raw = environ["wsgi.input"].read(length) if length else b""
+        try:
+            raw = read_body(environ, MAX_PAYLOAD)
+        except BodyError as exc:
+            if exc.kind == "too-large":
+                return _gateway_answer(413, "Request Too Long")
+            return _gateway_answer(400, exc.message)
         if route.function_arn is None:
             return _gateway_answer(500, "Internal server error")
         event = _proxy_event(environ, route, found.groupdict(), headers, raw, api_id, stage)
@@ -148,13 +153,20 @@ class ApiGatewayEmulator:
             return _gateway_answer(502, "Internal server error")
 
 
+_ERROR_TYPES = {
+    400: "BadRequestException",
+    403: "ForbiddenException",
+    413: "RequestEntityTooLargeException",
+}
+
+
 def _gateway_answer(status: int, message: str) -> tuple[str, dict[str, str], bytes]:
     headers = {
         **CORS_HEADERS,
         "Content-Type": "application/json",
-        "x-amzn-ErrorType": "ForbiddenException" if status == 403 else "InternalServerErrorException",
+        "x-amzn-ErrorType": _ERROR_TYPES.get(status, "InternalServerErrorException"),
     }
-    return _status_line(status), headers, json.dumps({"message": message}).encode()
+    return status_line(status), headers, json.dumps({"message": message}).encode()
 
 
 def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
@@ -220,12 +232,4 @@ def _proxy_answer(answer: Any) -> tuple[str, dict[str, str], bytes]:
         headers[str(key)] = ",".join(str(v) for v in values)
     body = answer.get("body") or ""
     data = base64.b64decode(body) if answer.get("isBase64Encoded") else str(body).encode()
-    status = answer["statusCode"]
-    return _status_line(status), headers, data
-
-
-def _status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Status"
+    return status_line(answer["statusCode"]), headers, data

@@ -1,10 +1,11 @@
 """Run deployed Lambda functions in this process, the way the Lambda service would.
 
 A function's configuration (handler string, environment) is read from moto's Lambda API, as
-CloudFormation created it; the handler string ``imgup_backend.<module>.<name>`` names the
-same code in ``imgup.backend``. The handler gets the function's own environment (plus region,
-the local credentials and ``AWS_ENDPOINT_URL``) through its ``environ`` argument, so nothing
-is written to this process's ``os.environ`` and functions never see each other's settings.
+CloudFormation created it, once per deploy (the catalog keeps it); the handler string
+``imgup_backend.<module>.<name>`` names the same code in ``imgup.backend``. The handler gets
+the function's own environment (plus region, the local credentials and ``AWS_ENDPOINT_URL``)
+through its ``environ`` argument, so nothing is written to this process's ``os.environ`` and
+functions never see each other's settings.
 """
 
 from __future__ import annotations
@@ -21,31 +22,12 @@ from typing import Any
 
 from ..aws import LOCAL_CREDENTIALS
 from ..packaging import PACKAGE_NAME
+from .catalog import Catalog
+from .inprocess import Clients
+from .wire import Tally
 
 log = logging.getLogger("imgup.local")
-CACHE_SECONDS = 2.0
 INVOKE_CONCURRENCY = 4
-
-
-class TtlCache:
-    """A small thread-safe memo whose entries live ``seconds``: enough to spare moto a
-    lookup per request, short enough that a redeploy is seen at once."""
-
-    def __init__(self, seconds: float = CACHE_SECONDS) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._entries: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit and now - hit[0] < self.seconds:
-                return hit[1]
-        value = compute()
-        with self._lock:
-            self._entries[key] = (now, value)
-        return value
 
 
 @dataclass(frozen=True)
@@ -68,34 +50,20 @@ def resolve_handler(handler: str) -> Callable[..., Any]:
 class LambdaRunner:
     """Looks up functions in moto and invokes their handlers in-process."""
 
-    def __init__(self, endpoint_url: str) -> None:
+    def __init__(self, endpoint_url: str, clients: Clients, catalog: Catalog) -> None:
         self.endpoint_url = endpoint_url
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._client_lock = threading.Lock()
-        self._configs = TtlCache()
+        self.clients = clients
+        self.catalog = catalog
+        self.invocations = Tally()
         # All functions share this process's one core (the GIL): running more handlers at
         # once only adds contention. Extra invocations queue here, as in a Lambda with
-        # reserved concurrency; the moto calls they make are not limited, so none can starve.
+        # reserved concurrency. Their moto calls run in their own thread (in-process), and
+        # nothing an invocation waits for needs a slot, so none can starve.
         self._slots = threading.BoundedSemaphore(INVOKE_CONCURRENCY)
-
-    def client(self, service: str, region: str) -> Any:
-        with self._client_lock:
-            if (service, region) not in self._clients:
-                import boto3
-                from botocore.config import Config
-
-                self._clients[(service, region)] = boto3.session.Session(
-                    region_name=region, **LOCAL_CREDENTIALS
-                ).client(
-                    service,
-                    endpoint_url=self.endpoint_url,
-                    config=Config(retries={"mode": "standard", "max_attempts": 3}),
-                )
-            return self._clients[(service, region)]
 
     def function(self, region: str, name_or_arn: str) -> FunctionConfig:
         def load() -> FunctionConfig:
-            raw = self.client("lambda", region).get_function_configuration(FunctionName=name_or_arn)
+            raw = self.clients("lambda", region).get_function_configuration(FunctionName=name_or_arn)
             return FunctionConfig(
                 name=raw["FunctionName"],
                 arn=raw["FunctionArn"],
@@ -104,7 +72,7 @@ class LambdaRunner:
                 timeout=int(raw.get("Timeout", 3)),
             )
 
-        return self._configs.get((region, name_or_arn), load)
+        return self.catalog.get(region, ("function", name_or_arn), load)
 
     def environ_for(self, function: FunctionConfig, region: str) -> dict[str, str]:
         return {
@@ -128,6 +96,7 @@ class LambdaRunner:
             get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)),
         )
         handler = resolve_handler(function.handler)
+        self.invocations.add()
         started = time.monotonic()
         try:
             with self._slots:

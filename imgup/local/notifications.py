@@ -1,10 +1,11 @@
 """S3 ObjectCreated notifications for the local stack.
 
-moto ignores a bucket's NotificationConfiguration, so the local stack reads the wiring from
-the deployed templates themselves: every ``AWS::S3::Bucket`` with ``LambdaConfigurations`` in
-a stack of the region, resolved to physical names through the stack's resources. The server
-reports each object-creating S3 request that succeeded; matching events are delivered to
-the function in a background thread, asynchronously, as S3 does.
+moto ignores a bucket's NotificationConfiguration, so the wiring comes from the deployed
+templates (``provision.stack_buckets``, read once per deploy and kept in the catalog): every
+bucket's ``LambdaConfigurations``, resolved to physical names. The server reports each
+object-creating S3 request that succeeded, with what S3 itself puts in the event (key, size,
+ETag, version id); matching events are delivered to the function in a background thread,
+asynchronously, as S3 does, each with a sequencer that grows with every event.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import datetime as dt
 import fnmatch
 import json
 import logging
-import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
-from .lambdas import LambdaRunner, TtlCache
+from .catalog import Catalog
+from .lambdas import LambdaRunner
+from .provision import BucketSpec, stack_buckets
+from .wire import Tally
 
 log = logging.getLogger("imgup.local")
-_CREDENTIAL_REGION = re.compile(r"Credential=?[^/]+/\d{8}/([a-z0-9-]+)/s3/")
 
 
 @dataclass(frozen=True)
@@ -40,38 +44,35 @@ class Subscription:
         )
 
 
-def _cfn_yaml_loader() -> Any:
-    """A YAML loader that reads CloudFormation's short-form tags (!Ref, !GetAtt, ...)."""
-    import yaml
+@dataclass(frozen=True)
+class CreatedObject:
+    """What S3 knows of an object when it announces it. ``size`` None: look it up."""
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def construct(loader: Any, suffix: str, node: Any) -> Any:
-        name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if suffix == "GetAtt":
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        return {name: value}
-
-    Loader.add_multi_constructor("!", construct)
-    return Loader
+    bucket: str
+    key: str
+    event_name: str  # e.g. ObjectCreated:Put
+    size: int | None
+    etag: str = ""
+    version_id: str | None = None
 
 
-def parse_template(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict):
-        return body
-    try:
-        return json.loads(body)
-    except ValueError:
-        import yaml
-
-        return yaml.load(body, Loader=_cfn_yaml_loader())  # noqa: S506  (a SafeLoader subclass)
+def subscriptions_in(buckets: list[BucketSpec]) -> dict[str, list[Subscription]]:
+    found: dict[str, list[Subscription]] = {}
+    for bucket in buckets:
+        config = bucket.properties.get("NotificationConfiguration") or {}
+        for item in config.get("LambdaConfigurations") or []:
+            function = item.get("Function")
+            target = _logical_target(function)
+            function_id = bucket.names.get(target, target) if target else function
+            rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+            values = {str(r.get("Name", "")).lower(): str(r.get("Value", "")) for r in rules}
+            event = item.get("Event")
+            events = tuple(event) if isinstance(event, list) else (str(event),)
+            if isinstance(function_id, str):
+                found.setdefault(bucket.name, []).append(
+                    Subscription(function_id, events, values.get("prefix", ""), values.get("suffix", ""))
+                )
+    return found
 
 
 def _logical_target(value: Any) -> str | None:
@@ -83,83 +84,98 @@ def _logical_target(value: Any) -> str | None:
     return None
 
 
-def subscriptions_in(template: dict[str, Any], physical: dict[str, str]) -> dict[str, list[Subscription]]:
-    found: dict[str, list[Subscription]] = {}
-    for logical_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") != "AWS::S3::Bucket" or logical_id not in physical:
-            continue
-        config = (resource.get("Properties") or {}).get("NotificationConfiguration") or {}
-        for item in config.get("LambdaConfigurations") or []:
-            function = item.get("Function")
-            target = _logical_target(function)
-            function_id = physical.get(target, target) if target else function
-            rules = ((item.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
-            values = {str(r.get("Name", "")).lower(): str(r.get("Value", "")) for r in rules}
-            event = item.get("Event")
-            events = tuple(event) if isinstance(event, list) else (str(event),)
-            if isinstance(function_id, str):
-                found.setdefault(physical[logical_id], []).append(
-                    Subscription(function_id, events, values.get("prefix", ""), values.get("suffix", ""))
-                )
-    return found
+class Sequencer:
+    """S3's ``sequencer``: hex strings that sort in the order of the events."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next(self) -> str:
+        with self._lock:
+            self._last = max(time.time_ns(), self._last + 1)
+            return f"{self._last:018X}"
 
 
 class NotificationRouter:
-    def __init__(self, runner: LambdaRunner, workers: int = 4) -> None:
+    def __init__(self, runner: LambdaRunner, catalog: Catalog, workers: int = 4) -> None:
         self.runner = runner
-        self._wiring = TtlCache()
+        self.catalog = catalog
+        self.sequencer = Sequencer()
+        self.delivered = Tally()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-events")
 
+    def buckets(self, region: str) -> list[BucketSpec]:
+        """The region's deployed buckets (the templates are read once per deploy)."""
+        return self.catalog.get(
+            region, "buckets", lambda: stack_buckets(self.runner.clients("cloudformation", region))
+        )
+
     def wiring(self, region: str) -> dict[str, list[Subscription]]:
-        def load() -> dict[str, list[Subscription]]:
-            cfn = self.runner.client("cloudformation", region)
-            wiring: dict[str, list[Subscription]] = {}
-            for stack in cfn.describe_stacks().get("Stacks", []):
-                if not stack["StackStatus"].endswith("_COMPLETE") or "DELETE" in stack["StackStatus"]:
-                    continue
-                name = stack["StackName"]
-                template = parse_template(cfn.get_template(StackName=name)["TemplateBody"])
-                resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
-                # moto lists the resources it skipped without a logical id
-                physical = {
-                    r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
-                    for r in resources
-                    if r.get("LogicalResourceId")
-                }
-                for bucket, subs in subscriptions_in(template, physical).items():
-                    wiring.setdefault(bucket, []).extend(subs)
-            return wiring
+        return self.catalog.get(region, "wiring", lambda: subscriptions_in(self.buckets(region)))
 
-        return self._wiring.get(region, load)
+    def object_created(self, region: str, created: CreatedObject) -> None:
+        sequencer = self.sequencer.next()  # taken now: events sort in the order of the writes
+        self._pool.submit(self._deliver, region, created, sequencer)
 
-    @staticmethod
-    def region_of(environ: dict[str, Any]) -> str | None:
-        """The region of an S3 request's credential scope; None when it is not signed for S3."""
-        for source in (environ.get("HTTP_AUTHORIZATION", ""), environ.get("QUERY_STRING", "")):
-            match = _CREDENTIAL_REGION.search(source.replace("%2F", "/"))
-            if match:
-                return match.group(1)
-        return None
-
-    def object_created(self, region: str, bucket: str, key: str, size: int, event_name: str) -> None:
-        self._pool.submit(self._deliver, region, bucket, key, size, event_name)
-
-    def _deliver(self, region: str, bucket: str, key: str, size: int, event_name: str) -> None:
+    def _deliver(self, region: str, created: CreatedObject, sequencer: str) -> None:
         try:
-            for sub in self.wiring(region).get(bucket, []):
-                if not sub.wants(f"s3:{event_name}", key):
-                    continue
+            subscribers = [
+                sub
+                for sub in self.wiring(region).get(created.bucket, [])
+                if sub.wants(f"s3:{created.event_name}", created.key)
+            ]
+            if not subscribers:
+                return
+            if created.size is None:
+                created = self._completed(region, created)
+            event = s3_event(region, created, sequencer)
+            log.info(
+                "s3 event %s %s %s",
+                created.event_name,
+                created.bucket,
+                json.dumps(event["Records"][0]["s3"]["object"]),
+            )
+            for sub in subscribers:
                 function = self.runner.function(region, sub.function)
-                self.runner.invoke(region, function, s3_event(region, bucket, key, size, event_name))
+                self.runner.invoke(region, function, event)
+                self.delivered.add()
         except Exception:
-            log.exception("delivering %s for s3://%s/%s failed", event_name, bucket, key)
+            log.exception(
+                "delivering %s for s3://%s/%s failed", created.event_name, created.bucket, created.key
+            )
+
+    def _completed(self, region: str, created: CreatedObject) -> CreatedObject:
+        """A copied or multipart object's size and ETag, which its request did not carry."""
+        version = {"VersionId": created.version_id} if created.version_id else {}
+        head = self.runner.clients("s3", region).head_object(
+            Bucket=created.bucket, Key=created.key, **version
+        )
+        return CreatedObject(
+            created.bucket,
+            created.key,
+            created.event_name,
+            int(head["ContentLength"]),
+            created.etag or head.get("ETag", ""),
+            created.version_id or head.get("VersionId"),
+        )
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
-def s3_event(region: str, bucket: str, key: str, size: int, event_name: str) -> dict[str, Any]:
+def s3_event(region: str, created: CreatedObject, sequencer: str) -> dict[str, Any]:
+    """The event S3 sends: the key URL-encoded (a space as ``+``), the ETag without quotes,
+    ``versionId`` only for a versioned bucket."""
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    obj: dict[str, Any] = {
+        "key": quote_plus(created.key, safe="/"),
+        "size": created.size or 0,
+        "eTag": created.etag.strip('"'),
+    }
+    if created.version_id and created.version_id != "null":
+        obj["versionId"] = created.version_id
+    obj["sequencer"] = sequencer
     return {
         "Records": [
             {
@@ -167,11 +183,19 @@ def s3_event(region: str, bucket: str, key: str, size: int, event_name: str) -> 
                 "eventSource": "aws:s3",
                 "awsRegion": region,
                 "eventTime": now,
-                "eventName": event_name,
+                "eventName": created.event_name,
+                "userIdentity": {"principalId": "AWS:imgup-local"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": sequencer[-16:], "x-amz-id-2": "imgup-local"},
                 "s3": {
                     "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key, safe="/"), "size": size},
+                    "configurationId": "imgup-local",
+                    "bucket": {
+                        "name": created.bucket,
+                        "ownerIdentity": {"principalId": "imgup-local"},
+                        "arn": f"arn:aws:s3:::{created.bucket}",
+                    },
+                    "object": obj,
                 },
             }
         ]

@@ -1,94 +1,294 @@
 """The local stack's process: moto and the API Gateway emulator on one 127.0.0.1 port.
 
-    /_imgup/health            200 while the process serves
+    /_imgup/health            200 while the process serves, with counts of what it served
     /_api/<region>/<api>/...  the API Gateway emulator (imgup.local.apigateway)
+    presigned PUTs            checked as S3 checks them (imgup.local.presigned), then moto
     everything else           moto's server (S3, DynamoDB, CloudFormation, Lambda, ...)
 
 Successful object-creating S3 requests are reported to the NotificationRouter, which runs the
-subscribed function as the bucket's notification would. Run as
-``python -m imgup.local.server --state-dir DIR``: it binds an ephemeral port, writes
-``DIR/local.json`` (pid, port, endpointUrl) once it serves, logs to ``DIR/local.log``, and
-stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts and stops it.
+subscribed function as the bucket's notification would. Requests that change a stack, an
+API or a function make the catalog forget the region's deployed configuration (and, for a
+stack, put the bucket settings moto's CloudFormation skipped). The stack's own boto3 calls
+(handlers, look-ups) reach this application in-process (imgup.local.inprocess), not over
+HTTP. Run as ``python -P -m imgup.local.server --state-dir DIR``: it binds an ephemeral
+port, writes ``DIR/local.json`` (pid, port, endpointUrl) once it serves, logs to
+``DIR/local.log``, and stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts
+and stops it.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from .apigateway import PREFIX, ApiGatewayEmulator
+from .catalog import Catalog, Change, change_of
+from .inprocess import Clients, InProcessDispatch
 from .lambdas import LambdaRunner
-from .notifications import NotificationRouter
+from .notifications import CreatedObject, NotificationRouter
+from .presigned import PresignedPut, is_presigned_put, tidy_put_answer
+from .provision import apply_bucket_settings
+from .wire import (
+    BODY_ERROR_CODES,
+    MAX_OBJECT_BYTES,
+    Answer,
+    BodyError,
+    Tally,
+    aws_error,
+    declared_length,
+    known_regions,
+    read_body,
+    respond,
+    scope_of,
+)
 
 HEALTH_PATH = "/_imgup/health"
 STATE_FILE = "local.json"
 LOG_FILE = "local.log"
+READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
+READ_TIMEOUT = 20.0  # seconds a request may leave its socket silent (S3's RequestTimeout)
+INTERNAL_ERROR = "We encountered an internal error. Please try again."
+_ETAG = re.compile(rb"<ETag>([^<]*)</ETag>")
 log = logging.getLogger("imgup.local")
 
 
-def _created_event(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+def _created(environ: dict[str, Any]) -> tuple[str, str, str] | None:
     """(bucket, key, event name) when the request creates an S3 object, else None."""
     method = environ.get("REQUEST_METHOD")
     if method not in {"PUT", "POST"}:
         return None
-    path = environ.get("PATH_INFO", "")
+    # werkzeug decoded the path and carries its UTF-8 bytes as latin-1
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
     bucket, _, key = path.lstrip("/").partition("/")
     if not bucket or not key:
         return None
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    if method == "PUT" and not {"partNumber", "uploadId", "tagging", "acl", "retention"} & set(query):
+    if method == "PUT" and not _SUBRESOURCES & set(query):
         name = "ObjectCreated:Copy" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "ObjectCreated:Put"
-        return bucket, unquote(key), name
+        return bucket, key, name
     if method == "POST" and "uploadId" in query:
-        return bucket, unquote(key), "ObjectCreated:CompleteMultipartUpload"
+        return bucket, key, "ObjectCreated:CompleteMultipartUpload"
     return None
 
 
+_SUBRESOURCES = {"partNumber", "uploadId", "tagging", "acl", "retention", "legal-hold"}
+
+
+def untrack_moto_models() -> None:
+    """Let moto's objects go when moto is done with them.
+
+    moto appends every model object it ever creates (each S3 object version, each deep copy
+    of all of them that ``ListObjectVersions`` makes, each DynamoDB item) to a list on its
+    class, for its dashboard and its test-reset; nothing ever removes them. In the local
+    stack, a process that runs for hours, that list is every byte ever uploaded: uploading
+    and deleting 1,000 images five times grew it past 4 GB. The stack uses neither the
+    dashboard nor the reset, so new objects are no longer listed."""
+    from moto.core.common_models import BaseModel
+
+    def new(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return super(BaseModel, cls).__new__(cls)  # type: ignore[misc]
+
+    BaseModel.__new__ = new  # type: ignore[method-assign]
+
+
 class LocalStackApp:
-    """The WSGI application of the local stack."""
+    """The WSGI application of the local stack. It serves requests from outside (werkzeug)
+    and, in-process, the boto3 calls of the handlers and of its own look-ups."""
 
     def __init__(self, endpoint_url: str) -> None:
         from moto.server import DomainDispatcherApplication, create_backend_app
 
+        untrack_moto_models()
         self.moto = DomainDispatcherApplication(create_backend_app)
-        self.runner = LambdaRunner(endpoint_url)
-        self.api = ApiGatewayEmulator(self.runner)
-        self.notifications = NotificationRouter(self.runner)
+        self._apps: dict[str, Any] = {}
+        self.clients = Clients(endpoint_url)
+        self.catalog = Catalog()
+        self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
+        self.api = ApiGatewayEmulator(self.runner, self.catalog)
+        self.notifications = NotificationRouter(self.runner, self.catalog)
+        self.presigned = PresignedPut()
+        self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
+        InProcessDispatch(endpoint_url, self).install()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # No request may take the process down or come back as an HTML page: whatever
+        # escapes below becomes an AWS-shaped 500 and a line in the log.
+        try:
+            return self._route(environ, start_response)
+        except Exception:
+            log.exception("%s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:200])
+            return respond(aws_error(environ, 500, "InternalError", INTERNAL_ERROR), start_response)
+
+    def _route(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps({"status": "ok", "pid": os.getpid()}).encode()]
+            return respond(("200 OK", {"Content-Type": "application/json"}, self._health()), start_response)
+        self.requests["inProcess" if environ.get("imgup.in_process") else "http"].add()
         if path.startswith(PREFIX):
+            self.requests["api"].add()
             return self.api(environ, start_response)
-        created = _created_event(environ)
-        if created is None:
-            return self.moto(environ, start_response)
-        region = NotificationRouter.region_of(environ)
-        if region is None:
-            return self.moto(environ, start_response)
-        status: list[str] = []
-
-        def capture(code: str, headers: Any, exc_info: Any = None) -> Any:
-            status.append(code)
-            return start_response(code, headers, exc_info)
-
-        body = list(self.moto(environ, capture))
-        if status and status[0].startswith("200"):
-            bucket, key, name = created
-            size = int(environ.get("CONTENT_LENGTH") or 0)
-            self.notifications.object_created(region, bucket, key, size, name)
+        presigned_put = is_presigned_put(environ)
+        if presigned_put:
+            refusal = self.presigned.check(environ)  # as strict as S3, which moto is not
+        else:
+            refusal = _refusal(environ)
+        if refusal is not None:
+            return respond(refusal, start_response)
+        change = change_of(environ)
+        created = _created(environ)
+        status, headers, body = self._moto(environ)
+        if presigned_put and status.startswith("200"):
+            headers = tidy_put_answer(headers)
+        if int(status[:3]) < 300:
+            if change is not None:
+                self._deployed(change)
+            if created is not None and (scope := scope_of(environ)) is not None:
+                self._announce(scope.region, created, environ, headers, body)
+        start_response(status, headers)
         return body
+
+    def _deployed(self, change: Change) -> None:
+        """A deploy changed something: forget what the catalog knew of the region, and after
+        a stack change put what moto's CloudFormation skipped (the template is read here,
+        once per deploy, never on the path of an upload)."""
+        log.info(
+            "%s %s in %s: reloading deployed configuration", change.service, change.action, change.region
+        )
+        self.catalog.forget(change.region)
+        if change.deployed_stack and change.region:
+            buckets = self.notifications.buckets(change.region)
+            apply_bucket_settings(self.clients("s3", change.region), buckets)
+            self.notifications.wiring(change.region)
+
+    def _announce(
+        self,
+        region: str,
+        created: tuple[str, str, str],
+        environ: dict[str, Any],
+        headers: list[tuple[str, str]],
+        body: list[bytes],
+    ) -> None:
+        bucket, key, name = created
+        found = {k.lower(): v for k, v in headers}
+        size: int | None = None
+        etag = found.get("etag", "")
+        if name == "ObjectCreated:Put":
+            decoded = environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or environ.get("CONTENT_LENGTH") or "0"
+            size = int(decoded)
+        else:  # the ETag is in the XML answer; the size is looked up when delivering
+            match = _ETAG.search(b"".join(body))
+            etag = match.group(1).decode().replace("&quot;", '"') if match else etag
+        self.notifications.object_created(
+            region, CreatedObject(bucket, key, name, size, etag, found.get("x-amz-version-id"))
+        )
+
+    def _health(self) -> bytes:
+        return json.dumps(
+            {
+                "status": "ok",
+                "pid": os.getpid(),
+                "requests": {kind: tally.value for kind, tally in self.requests.items()},
+                "invocations": self.runner.invocations.value,
+                "events": self.notifications.delivered.value,
+                "catalogLoads": self.catalog.loads,
+            }
+        ).encode()
+
+    def _moto_app(self, environ: dict[str, Any]) -> Any:
+        """moto's application for the request. moto finds it anew for every request, under one
+        lock, listing its own package directory on the way; for S3 and DynamoDB, most of the
+        traffic, the signed-for service names it, and the answer is kept."""
+        scope = scope_of(environ)
+        kind = scope.service if scope else ""
+        if kind == "dynamodb" and not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            kind = ""  # DynamoDB Streams, or something moto must look at itself
+        if kind not in {"s3", "dynamodb"}:
+            return self.moto.get_application(environ)
+        app = self._apps.get(kind)
+        if app is None:
+            app = self._apps[kind] = self.moto.get_application(environ)
+        return app
+
+    def _moto(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        """moto's answer, whole. An exception in moto, or its HTML error page, becomes an
+        error the caller's SDK can parse (and retry, as it would a 500 from AWS)."""
+        answer: dict[str, Any] = {}
+        extra: list[bytes] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer["status"], answer["headers"] = status, headers
+            return extra.append
+
+        try:
+            result = self._moto_app(environ)(environ, capture)
+            try:
+                body = [*extra, *result]
+            finally:
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+        except Exception:
+            log.exception("moto failed on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            answer = {}
+        status = answer.get("status", "500")
+        content_type = dict((k.lower(), v) for k, v in answer.get("headers", [])).get("content-type", "")
+        if not answer or (status.startswith("5") and content_type.startswith("text/html")):
+            failed, headers, data = aws_error(environ, 500, "InternalError", INTERNAL_ERROR)
+            return failed, [*headers.items(), ("Content-Length", str(len(data)))], [data]
+        return status, answer["headers"], body
+
+
+def _refusal(environ: dict[str, Any]) -> Answer | None:
+    """An error for a request that must not reach moto, which would answer it with an HTML
+    page or wait forever: a body that is not what its Content-Length says, or a region that
+    AWS does not have. A body that reads well is handed on to moto in memory."""
+    try:
+        if environ.get("imgup.in_process"):
+            pass  # its body is already in memory, whole
+        elif declared_length(environ) or environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"] = io.BytesIO(read_body(environ, MAX_OBJECT_BYTES))
+    except BodyError as exc:
+        return aws_error(environ, 400, BODY_ERROR_CODES[exc.kind], exc.message)
+    scope = scope_of(environ)
+    if scope is not None and scope.region not in known_regions():
+        code = "AuthorizationHeaderMalformed" if scope.service == "s3" else "InvalidRegion"
+        region = scope.region[:60]
+        return aws_error(
+            environ,
+            400,
+            code,
+            f"The local stack serves the regions AWS has, and {region!r} is not one; "
+            "use a region such as us-east-1.",
+        )
+    return None
+
+
+def _read_timeout() -> float:
+    try:
+        value = float(os.environ.get(READ_TIMEOUT_ENV) or READ_TIMEOUT)
+    except ValueError:
+        value = READ_TIMEOUT
+    return value if 0 < value <= 3600 else READ_TIMEOUT
+
+
+def _handler(timeout: float) -> Any:
+    """moto's request handler (it keeps the underscores of S3 metadata headers) with a
+    socket timeout: a client that stops sending in the middle of a request line, its headers
+    or its body gets an error after ``timeout`` seconds instead of holding a thread forever."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    return type("LocalStackRequestHandler", (MotoRequestHandler,), {"timeout": timeout})
 
 
 def serve(state_dir: Path, port: int = 0) -> None:
@@ -108,7 +308,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         return holder["app"](environ, start_response)
 
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_handler(_read_timeout()))
     endpoint = f"http://127.0.0.1:{server.port}"
     holder["app"] = LocalStackApp(endpoint)
 

@@ -122,7 +122,7 @@ def test_doctor_finds_objects_that_differ_from_their_records(versioned, tmp_path
         path = tmp_path / f"tampered-{n}.png"
         path.write_bytes(png_bytes(300 + n))
         paths.append(str(path))
-    uploaded = versioned.imgup("upload", *paths, "--json")
+    uploaded = versioned.imgup("upload", *paths, "--jsonl")
     assert uploaded.code == 0, uploaded.stderr
     ids = [line["imageId"] for line in uploaded.json_lines()]
     healthy = versioned.imgup("doctor", "--json")
@@ -157,5 +157,5 @@ def test_doctor_finds_objects_that_differ_from_their_records(versioned, tmp_path
     assert found == {("missing-object", ids[0]), ("not-current", ids[1]), ("checksum-mismatch", ids[2])}
     for image_id in ids:
         assert image_id in doctor.stderr
-    assert versioned.imgup("delete", *ids).code == 0
+    assert versioned.imgup("delete", "--yes", *ids).code == 0
     assert versioned.imgup("doctor").code == 0

@@ -1,10 +1,13 @@
-"""Strict-S3 conformance tier: a real LocalStack S3 (host mode, no Docker) with signature
-validation on, so that presigned-URL rules are enforced the way AWS S3 enforces them.
+"""Strict-S3 conformance tier: every test runs against two S3s that enforce presigned-URL
+rules the way AWS S3 does, with the same expectations:
 
-LocalStack lives in its own Python 3.13 virtual environment, made by `.ci/localstack.sh
-install` at `.tools/localstack-venv` (or named by IMGUP_LOCALSTACK_PYTHON). Without it the
-tier is skipped, and the terminal summary says so; with IMGUP_REQUIRE_STRICT_S3=1 (CI) a
-missing LocalStack fails the tier instead.
+- ``imgup-local``: imgup's own local stack, which checks presigned PUTs itself (moto does
+  not); always available;
+- ``localstack``: a real LocalStack S3 (host mode, no Docker) with signature validation on.
+  LocalStack lives in its own Python 3.13 virtual environment, made by `.ci/localstack.sh
+  install` at `.tools/localstack-venv` (or named by IMGUP_LOCALSTACK_PYTHON). Without it
+  that half of the tier is skipped, and the terminal summary says so; with
+  IMGUP_REQUIRE_STRICT_S3=1 (CI) a missing LocalStack fails the tier instead.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +37,7 @@ CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # nothing listens there: every downloa
 ACCESS_KEY = "test"
 SECRET_KEY = "test"
 REGION = "us-east-1"
+TARGETS = ["imgup-local", "localstack"]
 
 # Set by the `localstack` fixture, reported by pytest_terminal_summary.
 _tier_status: list[str] = []
@@ -62,7 +67,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_sep("-", "strict-S3 tier")
     for line in _tier_status:
         # A skipped or failed tier must be impossible to miss.
-        marked = not line.startswith("strict-S3 tier: LocalStack")
+        marked = not line.startswith(("strict-S3 tier: LocalStack", "strict-S3 tier: imgup's local stack"))
         terminalreporter.write_line(
             line,
             yellow=marked and "skipped" in line,
@@ -249,18 +254,57 @@ def localstack(tmp_path_factory: pytest.TempPathFactory):
         _tier_status[_tier_status.index(status)] = f"{status}; {_stop(proc)}"
 
 
+@dataclass(frozen=True)
+class StrictS3:
+    """An S3 endpoint that enforces presigned-URL rules, and credentials it knows."""
+
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+
 @pytest.fixture(scope="session")
-def s3(localstack: LocalStack):
-    """A boto3 S3 client for LocalStack, configured the way the backend's presigning needs."""
+def imgup_local(tmp_path_factory: pytest.TempPathFactory):
+    """imgup's local stack (its own process, as `imgup local start` runs it)."""
+    from imgup.aws import LOCAL_CREDENTIALS
+    from imgup.local import control
+
+    state_dir = tmp_path_factory.mktemp("imgup-local")
+    found, _ = control.start(state_dir)
+    status = f"strict-S3 tier: imgup's local stack at {found.endpoint_url} (pid {found.pid})"
+    _tier_status.append(status)
+    try:
+        yield StrictS3(
+            "imgup-local",
+            found.endpoint_url,
+            LOCAL_CREDENTIALS["aws_access_key_id"],
+            LOCAL_CREDENTIALS["aws_secret_access_key"],
+        )
+    finally:
+        control.stop(state_dir)
+
+
+@pytest.fixture(scope="session", params=TARGETS)
+def strict_s3(request: pytest.FixtureRequest) -> StrictS3:
+    if request.param == "localstack":
+        info = request.getfixturevalue("localstack")
+        return StrictS3("localstack", info.endpoint, ACCESS_KEY, SECRET_KEY)
+    return request.getfixturevalue("imgup_local")
+
+
+@pytest.fixture(scope="session")
+def s3(strict_s3: StrictS3):
+    """A boto3 S3 client for the strict S3, configured the way the backend's presigning needs."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
-        endpoint_url=localstack.endpoint,
+        endpoint_url=strict_s3.endpoint,
         region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
+        aws_access_key_id=strict_s3.access_key,
+        aws_secret_access_key=strict_s3.secret_key,
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
@@ -272,12 +316,24 @@ def s3(localstack: LocalStack):
 
 
 @pytest.fixture()
-def http(localstack: LocalStack):
-    """A plain HTTP client that only ever talks to LocalStack on 127.0.0.1."""
+def http(strict_s3: StrictS3):
+    """A plain HTTP client that only ever talks to the strict S3 on 127.0.0.1."""
 
-    def only_localstack(request: httpx.Request) -> None:
+    def only_local(request: httpx.Request) -> None:
         if request.url.host != "127.0.0.1":
             raise AssertionError(f"strict-S3 tests talk to 127.0.0.1 only, not {request.url}")
 
-    with httpx.Client(trust_env=False, timeout=10.0, event_hooks={"request": [only_localstack]}) as client:
+    with httpx.Client(trust_env=False, timeout=10.0, event_hooks={"request": [only_local]}) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def bucket(s3) -> str:
+    name = f"imgup-strict-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture()
+def key() -> str:
+    return f"images/{uuid.uuid4()}/photo.png"

@@ -1,4 +1,5 @@
-"""The backend's presigned PUT URLs against a strict S3 (LocalStack, signature validation on).
+"""The backend's presigned PUT URLs against a strict S3: imgup's local stack, and LocalStack
+with signature validation on (each test runs against both, see conftest.py).
 
 moto accepts any body for a presigned URL; this tier proves that an S3 that enforces SigV4
 refuses every lie a client can tell with a URL from `presign_upload`, and accepts the honest
@@ -14,6 +15,7 @@ import hashlib
 import time
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -32,18 +34,6 @@ BODY = PNG + bytes(range(256)) * 4
 BODY_SHA256 = hashlib.sha256(BODY).hexdigest()
 CONTENT_TYPE = "image/png"
 EXPIRY_S = 300
-
-
-@pytest.fixture(scope="module")
-def bucket(s3) -> str:
-    name = f"imgup-strict-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture()
-def key() -> str:
-    return f"images/{uuid.uuid4()}/photo.png"
 
 
 def presign(
@@ -88,12 +78,23 @@ def stored(s3, bucket: str, key: str) -> bytes | None:
         raise
 
 
-def assert_refused(response: httpx.Response, s3, bucket: str, *keys: str) -> None:
+def assert_refused(
+    response: httpx.Response, s3, bucket: str, *keys: str, error: tuple[int, str] | None = None
+) -> None:
+    """A 4xx, nothing stored, and, given ``error``, S3's status and error code in S3's XML."""
     assert 400 <= response.status_code < 500, (
         f"strict S3 accepted a lying upload: HTTP {response.status_code} {response.text[:500]}"
     )
+    if error is not None:
+        assert (response.status_code, error_code(response)) == error, response.text[:500]
     for key in keys:
         assert stored(s3, bucket, key) is None, f"{key} exists after a refused upload"
+
+
+def error_code(response: httpx.Response) -> str:
+    root = ElementTree.fromstring(response.content)  # noqa: S314  (a local test server's answer)
+    assert root.tag == "Error" and root.findtext("Message"), response.text[:500]
+    return root.findtext("Code") or ""
 
 
 def assert_accepted(response: httpx.Response, s3, bucket: str, key: str, body: bytes = BODY):
@@ -108,13 +109,13 @@ def with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def test_the_url_points_at_localstack_and_the_headers_name_type_length_and_checksum(
-    s3, bucket, key, localstack
+def test_the_url_points_at_the_strict_s3_and_the_headers_name_type_length_and_checksum(
+    s3, bucket, key, strict_s3
 ):
     url, headers = presign(s3, bucket, key, sha256=True)
     sent = httpx.Headers(headers)
 
-    assert url.startswith(f"{localstack.endpoint}/{bucket}/")
+    assert url.startswith(f"{strict_s3.endpoint}/{bucket}/")
     assert sent["content-type"] == CONTENT_TYPE
     assert sent["content-length"] == str(len(BODY))
     assert sent["x-amz-checksum-sha256"] == base64.b64encode(bytes.fromhex(BODY_SHA256)).decode()
@@ -142,7 +143,7 @@ def test_a_different_content_type_than_the_signed_one_is_refused(s3, bucket, key
 
     for claimed in ("image/jpeg", "text/html", "image/svg+xml"):
         response = http.put(url, headers=lie(headers, content_type=claimed), content=BODY)
-        assert_refused(response, s3, bucket, key)
+        assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
@@ -151,7 +152,7 @@ def test_leaving_out_the_signed_content_type_is_refused(s3, bucket, key, http):
 
     response = http.put(url, headers=lie(headers, drop=("content-type",)), content=BODY)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
@@ -160,7 +161,7 @@ def test_a_body_longer_than_the_signed_length_is_refused(s3, bucket, key, http):
 
     response = http.put(url, headers=lie(headers), content=BODY + b"<script>")
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
@@ -169,7 +170,7 @@ def test_a_body_shorter_than_the_signed_length_is_refused(s3, bucket, key, http)
 
     response = http.put(url, headers=lie(headers), content=BODY[:-1])
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
@@ -178,7 +179,7 @@ def test_a_much_larger_body_than_the_signed_length_is_refused(s3, bucket, key, h
 
     response = http.put(url, headers=lie(headers), content=BODY * 64)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
 
 
 def test_an_expired_url_is_refused(s3, bucket, key, http):
@@ -189,7 +190,8 @@ def test_an_expired_url_is_refused(s3, bucket, key, http):
     time.sleep(max(0.0, signed_at + 2.1 - time.time()))
     response = http.put(url, headers=headers, content=BODY)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "AccessDenied"))
+    assert "Request has expired" in response.text
 
 
 def test_a_url_whose_expiry_was_extended_by_hand_is_refused(s3, bucket, key, http):
@@ -198,7 +200,7 @@ def test_a_url_whose_expiry_was_extended_by_hand_is_refused(s3, bucket, key, htt
 
     response = http.put(stretched, headers=headers, content=BODY)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
 
 
 def test_a_url_whose_key_was_changed_is_refused(s3, bucket, key, http):
@@ -210,7 +212,7 @@ def test_a_url_whose_key_was_changed_is_refused(s3, bucket, key, http):
 
     response = http.put(changed, headers=headers, content=BODY)
 
-    assert_refused(response, s3, bucket, key, other_key)
+    assert_refused(response, s3, bucket, key, other_key, error=(403, "SignatureDoesNotMatch"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
@@ -223,7 +225,9 @@ def test_a_url_moved_to_another_images_folder_is_refused(s3, bucket, key, http):
 
     response = http.put(changed, headers=headers, content=BODY)
 
-    assert_refused(response, s3, bucket, key, key.replace(image_id, other_id))
+    assert_refused(
+        response, s3, bucket, key, key.replace(image_id, other_id), error=(403, "SignatureDoesNotMatch")
+    )
 
 
 def test_a_body_that_differs_from_the_signed_sha256_is_refused(s3, bucket, key, http):
@@ -233,7 +237,7 @@ def test_a_body_that_differs_from_the_signed_sha256_is_refused(s3, bucket, key, 
 
     response = http.put(url, headers=headers, content=forged)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(400, "BadDigest"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
 
 
@@ -244,7 +248,7 @@ def test_a_checksum_header_recomputed_for_a_different_body_is_refused(s3, bucket
 
     response = http.put(url, headers=lie(headers, x_amz_checksum_sha256=forged_checksum), content=forged)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
 
 
 def test_leaving_out_the_signed_checksum_header_is_refused(s3, bucket, key, http):
@@ -252,5 +256,88 @@ def test_leaving_out_the_signed_checksum_header_is_refused(s3, bucket, key, http
 
     response = http.put(url, headers=lie(headers, drop=("x-amz-checksum-sha256",)), content=BODY)
 
-    assert_refused(response, s3, bucket, key)
+    assert_refused(response, s3, bucket, key, error=(403, "SignatureDoesNotMatch"))
     assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
+
+
+def test_an_unsigned_x_amz_header_is_refused_and_named(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key)
+
+    response = http.put(url, headers=lie(headers, x_amz_meta_owner="mallory"), content=BODY)
+
+    assert_refused(response, s3, bucket, key, error=(403, "AccessDenied"))
+    refusal = ElementTree.fromstring(response.content)  # noqa: S314
+    assert refusal.findtext("HeadersNotSigned") == "x-amz-meta-owner"
+    assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
+
+
+def test_a_checksum_header_added_to_an_unchecksummed_url_is_refused_as_unsigned(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key)
+    forged = BODY[:-4] + b"EVIL"
+    checksum = base64.b64encode(hashlib.sha256(forged).digest()).decode()
+
+    response = http.put(url, headers=lie(headers, x_amz_checksum_sha256=checksum), content=forged)
+
+    assert_refused(response, s3, bucket, key, error=(403, "AccessDenied"))
+
+
+def test_a_content_md5_that_does_not_match_the_body_is_refused(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key)
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()  # noqa: S324
+
+    response = http.put(url, headers=lie(headers, content_md5=wrong), content=BODY)
+
+    assert_refused(response, s3, bucket, key, error=(400, "BadDigest"))
+    right = base64.b64encode(hashlib.md5(BODY).digest()).decode()  # noqa: S324
+    assert_accepted(http.put(url, headers=lie(headers, content_md5=right), content=BODY), s3, bucket, key)
+
+
+def test_a_url_without_its_expiry_is_refused_as_malformed(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key)
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "X-Amz-Expires"]
+
+    response = http.put(urlunsplit(parts._replace(query=urlencode(query))), headers=headers, content=BODY)
+
+    assert_refused(response, s3, bucket, key, error=(400, "AuthorizationQueryParametersError"))
+
+
+def test_a_key_with_spaces_plus_and_non_ascii_signs_and_stores_as_s3_does(s3, bucket, http):
+    key = f"images/{uuid.uuid4()}/a b+c ü~(1).png"
+    url, headers = presign(s3, bucket, key)
+
+    assert_accepted(http.put(url, headers=headers, content=BODY), s3, bucket, key)
+
+
+def test_the_stored_sha256_comes_back_with_checksum_mode(s3, bucket, key, http):
+    url, headers = presign(s3, bucket, key, sha256=True)
+    expected = base64.b64encode(bytes.fromhex(BODY_SHA256)).decode()
+
+    put = http.put(url, headers=headers, content=BODY)
+
+    assert put.status_code == 200 and put.headers["x-amz-checksum-sha256"] == expected
+    assert put.headers["etag"].strip('"') == hashlib.md5(BODY).hexdigest()  # noqa: S324
+    assert s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumSHA256"] == expected
+    got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert got["ChecksumSHA256"] == expected and got["Body"].read() == BODY
+
+
+def test_each_honest_put_to_a_versioned_bucket_makes_a_version(s3, http):
+    versioned = f"imgup-strict-v-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=versioned)
+    s3.put_bucket_versioning(Bucket=versioned, VersioningConfiguration={"Status": "Enabled"})
+    key = f"images/{uuid.uuid4()}/photo.png"
+    other = BODY[:-4] + b"NEXT"
+    first_url, first_headers = presign(s3, versioned, key)
+    second_url, second_headers = presign(s3, versioned, key, body=other)
+
+    first = http.put(first_url, headers=first_headers, content=BODY)
+    second = http.put(second_url, headers=second_headers, content=other)
+
+    assert first.status_code == second.status_code == 200
+    ids = [first.headers["x-amz-version-id"], second.headers["x-amz-version-id"]]
+    assert ids[0] != ids[1]
+    listed = s3.list_object_versions(Bucket=versioned, Prefix=key)["Versions"]
+    assert sorted(v["VersionId"] for v in listed) == sorted(ids)
+    assert s3.get_object(Bucket=versioned, Key=key, VersionId=ids[0])["Body"].read() == BODY
+    assert s3.get_object(Bucket=versioned, Key=key)["Body"].read() == other

@@ -1,0 +1,173 @@
+"""The local stack's pure parts: reading bodies, reading what a request is signed for, the
+S3 event's shape, telling deploys from reads, and SigV4 as botocore signs it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+
+from imgup.local.catalog import Catalog, change_of
+from imgup.local.notifications import CreatedObject, Sequencer, s3_event
+from imgup.local.presigned import PresignedPut
+from imgup.local.wire import BodyError, declared_length, read_body, scope_of
+
+
+def environ(**items) -> dict:
+    base = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "wsgi.input": io.BytesIO(b"")}
+    return {**base, **items}
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "1e3", "1.0", "0x10", "²", "9" * 20, "1, 1"])
+def test_a_content_length_that_is_not_a_count_of_bytes_is_refused(raw) -> None:
+    with pytest.raises(BodyError) as raised:
+        declared_length(environ(CONTENT_LENGTH=raw))
+    assert raised.value.kind == "invalid-length"
+
+
+def test_a_body_is_read_whole_and_never_past_its_limit() -> None:
+    assert read_body(environ(CONTENT_LENGTH="3", **{"wsgi.input": io.BytesIO(b"abcdef")}), 10) == b"abc"
+    assert read_body(environ(), 10) == b""
+    with pytest.raises(BodyError) as too_large:
+        read_body(environ(CONTENT_LENGTH="11", **{"wsgi.input": io.BytesIO(b"x" * 11)}), 10)
+    assert too_large.value.kind == "too-large"
+    with pytest.raises(BodyError) as short:
+        read_body(environ(CONTENT_LENGTH="5", **{"wsgi.input": io.BytesIO(b"ab")}), 10)
+    assert short.value.kind == "incomplete"
+    chunked = environ(**{"wsgi.input": io.BytesIO(b"x" * 20), "wsgi.input_terminated": True})
+    with pytest.raises(BodyError):
+        read_body(chunked, 10)
+
+
+def test_the_scope_comes_from_the_authorization_header_or_the_presigned_query() -> None:
+    header = "AWS4-HMAC-SHA256 Credential=AK/20260101/eu-west-1/dynamodb/aws4_request, SignedHeaders=host"
+    assert scope_of(environ(HTTP_AUTHORIZATION=header)).region == "eu-west-1"
+    query = "X-Amz-Credential=AK%2F20260101%2Fus-east-2%2Fs3%2Faws4_request&X-Amz-Signature=00"
+    found = scope_of(environ(QUERY_STRING=query))
+    assert (found.access_key, found.region, found.service) == ("AK", "us-east-2", "s3")
+    assert scope_of(environ()) is None
+
+
+def test_an_s3_event_encodes_the_key_and_names_the_version_only_when_there_is_one() -> None:
+    created = CreatedObject("b", "images/x/a b+é.png", "ObjectCreated:Put", 12, '"abc"', "v1")
+    record = s3_event("us-east-1", created, "0001")["Records"][0]
+    assert record["eventName"] == "ObjectCreated:Put" and record["eventSource"] == "aws:s3"
+    assert record["s3"]["object"] == {
+        "key": "images/x/a+b%2B%C3%A9.png",
+        "size": 12,
+        "eTag": "abc",
+        "versionId": "v1",
+        "sequencer": "0001",
+    }
+    unversioned = CreatedObject("b", "k", "ObjectCreated:Put", 1, '"e"', None)
+    assert "versionId" not in s3_event("us-east-1", unversioned, "0002")["Records"][0]["s3"]["object"]
+
+
+def test_sequencers_sort_in_the_order_they_were_taken() -> None:
+    sequencer = Sequencer()
+    taken = [sequencer.next() for _ in range(1000)]
+    assert taken == sorted(taken) and len(set(taken)) == 1000
+
+
+def _signed(service: str, method: str, **items) -> dict:
+    auth = f"AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host"
+    return environ(REQUEST_METHOD=method, HTTP_AUTHORIZATION=auth, **items)
+
+
+def test_deploys_are_told_from_reads() -> None:
+    form = "application/x-www-form-urlencoded"
+
+    def cfn(action: str) -> dict:
+        body = io.BytesIO(f"Action={action}&Version=2010-05-15".encode())
+        return _signed("cloudformation", "POST", CONTENT_TYPE=form, **{"wsgi.input": body})
+
+    assert change_of(cfn("DescribeStacks")) is None
+    assert change_of(cfn("GetTemplate")) is None
+    executed = change_of(cfn("ExecuteChangeSet"))
+    assert executed is not None and executed.deployed_stack and executed.region == "us-east-1"
+    assert not change_of(cfn("CreateChangeSet")).deployed_stack
+    assert change_of(_signed("apigateway", "GET", PATH_INFO="/restapis")) is None
+    assert change_of(_signed("apigateway", "POST", PATH_INFO="/apikeys")) is not None
+    assert change_of(_signed("lambda", "POST", PATH_INFO="/2015-03-31/functions/f/invocations")) is None
+    assert change_of(_signed("s3", "PUT", PATH_INFO="/bucket/key")) is None
+    assert change_of(_signed("dynamodb", "POST")) is None
+
+
+def test_the_catalog_loads_once_until_its_region_is_forgotten() -> None:
+    catalog = Catalog()
+    loads: list[str] = []
+
+    def load() -> str:
+        loads.append("x")
+        return f"v{len(loads)}"
+
+    assert [catalog.get("us-east-1", "k", load) for _ in range(5)] == ["v1"] * 5
+    catalog.forget("eu-west-1")
+    assert catalog.get("us-east-1", "k", load) == "v1"
+    catalog.forget("us-east-1")
+    assert catalog.get("us-east-1", "k", load) == "v2"
+    catalog.forget(None)
+    assert catalog.get("us-east-1", "k", load) == "v3"
+
+
+def test_a_url_botocore_presigns_passes_and_any_change_to_it_fails() -> None:
+    import boto3
+    from botocore.config import Config
+
+    from imgup.aws import LOCAL_CREDENTIALS
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:4566",
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        **LOCAL_CREDENTIALS,
+    )
+    url = s3.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": "b", "Key": "images/i/a b+c ü.png", "ContentType": "image/png", "ContentLength": 3},
+        ExpiresIn=300,
+    )
+    parts = urlsplit(url)
+
+    def request(**changes) -> dict:
+        items = {
+            "REQUEST_METHOD": "PUT",
+            "REQUEST_URI": f"{parts.path}?{parts.query}",
+            "QUERY_STRING": parts.query,
+            "HTTP_HOST": parts.netloc,
+            "CONTENT_TYPE": "image/png",
+            "CONTENT_LENGTH": "3",
+            "wsgi.input": io.BytesIO(b"abc"),
+        }
+        return {**items, **changes}
+
+    checker = PresignedPut()
+    assert checker.check(request()) is None
+    for lie in ({"CONTENT_TYPE": "image/gif"}, {"CONTENT_LENGTH": "4"}, {"HTTP_HOST": "127.0.0.1:1"}):
+        assert checker.check(request(**lie))[0].startswith("403"), lie
+    later = PresignedPut(now=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=301))
+    status, _, body = later.check(request())
+    assert status.startswith("403") and b"Request has expired" in body
+
+
+def test_the_stack_lets_moto_forget_an_s3_object_it_no_longer_holds() -> None:
+    # In a subprocess: the change applies to the whole process that makes it.
+    program = """
+import gc, weakref
+from imgup.local.server import untrack_moto_models
+untrack_moto_models()
+from moto.s3.models import FakeKey
+key = FakeKey("k", b"x" * 100000, account_id="123456789012", region_name="us-east-1")
+ref = weakref.ref(key)
+del key
+gc.collect()
+assert ref() is None, "moto still holds the object"
+assert FakeKey.instances_tracked == []
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
