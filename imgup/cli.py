@@ -228,6 +228,7 @@ IMAGE_FIELDS = (
     "uploadedAt",
     "tags",
     "fileUrl",
+    "thumbnailUrl",
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import subprocess
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,7 +25,7 @@ from . import stack as cfn
 from .aws import AwsTarget, translate_errors
 from .config import Deployment
 from .errors import AwsError, NotDeployed
-from .packaging import build_bundle, template_path
+from .packaging import Bundle, build_bundle, template_path
 
 REPLACEABLE = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED"}
 
@@ -41,6 +42,24 @@ class DeployResult:
     api_key: str
     changed: bool
     outputs: dict[str, str]
+
+
+def _pillow_layer(local: bool, reporter: Reporter) -> Bundle:
+    """The thumbnail function's Pillow layer: on AWS the manylinux wheel (downloaded once, kept
+    in the config directory); the local stack needs none (it runs the function in-process)."""
+    from .config import config_dir
+    from .packaging import LayerError, pillow_layer, placeholder_layer
+
+    if local:
+        return placeholder_layer()
+    reporter.step("Packaging the thumbnail function's Pillow layer (manylinux wheel)")
+    try:
+        return pillow_layer(config_dir() / "cache" / "layers")
+    except (LayerError, OSError, subprocess.SubprocessError) as exc:
+        raise AwsError(
+            f"Cannot get Pillow's manylinux wheel for the thumbnail function's layer: {exc}",
+            "It comes from your Python package index (pip download); check that pip can reach it.",
+        ) from None
 
 
 def artifacts_bucket_name(account: str, region: str) -> str:
@@ -68,6 +87,10 @@ def deploy(
     cfn.ensure_private_bucket(target, artifacts)
     if cfn.put_object_once(target, artifacts, code_key, bundle.data):
         reporter.step(f"Uploaded s3://{artifacts}/{code_key}")
+    layer = _pillow_layer(local, reporter)
+    layer_key = layer.key(stack_name)
+    if cfn.put_object_once(target, artifacts, layer_key, layer.data):
+        reporter.step(f"Uploaded s3://{artifacts}/{layer_key} ({len(layer.data) / 1e6:.1f} MB)")
     # From S3, a template may hold 1 MB; passed inline (TemplateBody), only 51,200 bytes.
     template_key = f"imgup/{stack_name}/template-{hashlib.sha256(body.encode()).hexdigest()[:20]}.yaml"
     cfn.put_object_once(target, artifacts, template_key, body.encode("utf-8"))
@@ -87,6 +110,7 @@ def deploy(
     params = {
         "CodeBucket": artifacts,
         "CodeKey": code_key,
+        "PillowLayerKey": layer_key,
         "AlertEmail": alert_email if alert_email is not None else previous.get("AlertEmail", ""),
     }
     # Given once, a setting sticks: later deploys without the flag keep the stack's value.

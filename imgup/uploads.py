@@ -351,6 +351,7 @@ def result_of(local: LocalFile, grant: Grant, image: dict[str, Any]) -> dict[str
         "uploadedAt": image.get("uploadedAt"),
         "tags": image.get("tags", dict(local.tags or {})),
         "fileUrl": image.get("fileUrl", grant.file_url),
+        "thumbnailUrl": image.get("thumbnailUrl"),
     }
     return result
 

@@ -30,7 +30,10 @@ HANDLERS = {
     "ImagesFunction": "imgup_backend.handlers.images",
     "CompleteFunction": "imgup_backend.handlers.complete",
     "DeleteFunction": "imgup_backend.handlers.delete",
+    "ThumbnailFunction": "imgup_backend.thumbnails.handler",
 }
+# Beyond ENV_NAMES: the complete function names the thumbnail function it invokes.
+EXTRA_ENV = {"CompleteFunction": {"THUMBNAIL_FUNCTION"}}
 ENV_NAMES = {
     "TABLE_NAME",
     "BUCKET_NAME",
@@ -43,6 +46,7 @@ ENV_NAMES = {
 PARAMETERS = {
     "CodeBucket",
     "CodeKey",
+    "PillowLayerKey",
     "MaxUploadBytes",
     "UploadUrlExpirySeconds",
     "AlertEmail",
@@ -93,6 +97,7 @@ MOTO_SKIPPED = {
     "AWS::ApiGateway::Account",
     "AWS::SNS::Subscription",
     "AWS::CloudWatch::Alarm",
+    "AWS::Lambda::EventInvokeConfig",  # the local stack's invoker retries as it says (imgup/local/invoke.py)
 }
 
 
@@ -268,12 +273,20 @@ S3_ACTIONS = {
     "ImagesRole": {"s3:GetObject", "s3:GetObjectVersion"},
     "CompleteRole": {"s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:ListBucket"},
     "DeleteRole": {"s3:DeleteObjectVersion", "s3:ListBucketVersions"},
+    "ThumbnailRole": {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "s3:DeleteObjectVersion",
+        "s3:ListBucketVersions",
+    },
 }
 DYNAMODB_ACTIONS = {
     "UploadRole": {"dynamodb:PutItem", "dynamodb:BatchWriteItem"},
     "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: tags
     "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
     "DeleteRole": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
+    "ThumbnailRole": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
 }
 
 
@@ -301,10 +314,12 @@ def test_no_function_can_delete_an_object_without_naming_its_version(template):
         assert "s3:DeleteObject" not in _role_actions(template, role, "s3"), role
 
 
-def test_listing_versions_is_limited_to_the_images_prefix(template):
-    for _, statement in _policy_statements(template["Resources"]["DeleteRole"]["Properties"]["Policies"]):
-        if "s3:ListBucketVersions" in _as_list(statement["Action"]):
-            assert statement["Condition"] == {"StringLike": {"s3:prefix": "images/*"}}
+def test_listing_versions_is_limited_to_the_images_and_thumbnails_prefixes(template):
+    for role in ("DeleteRole", "ThumbnailRole"):
+        for _, statement in _policy_statements(template["Resources"][role]["Properties"]["Policies"]):
+            if "s3:ListBucketVersions" in _as_list(statement["Action"]):
+                prefixes = _as_list(statement["Condition"]["StringLike"]["s3:prefix"])
+                assert set(prefixes) <= {"images/*", "thumbnails/*"}, role
 
 
 def test_the_image_bucket_is_versioned_and_expires_noncurrent_versions(template):
@@ -355,7 +370,7 @@ def test_functions_have_the_contract_handlers_environment_and_hardening(template
             "S3Bucket": {"Ref": "CodeBucket"},
             "S3Key": {"Ref": "CodeKey"},
         }
-        assert set(props["Environment"]["Variables"]) == ENV_NAMES
+        assert set(props["Environment"]["Variables"]) == ENV_NAMES | EXTRA_ENV.get(name, set())
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert "ReservedConcurrentExecutions" in props
         assert "TargetArn" in props["DeadLetterConfig"]
@@ -434,6 +449,7 @@ def deployed(tmp_path_factory):
                 archive.writestr("imgup_backend/__init__.py", "")
                 archive.writestr("imgup_backend/handlers.py", "def upload(e, c): pass\n")
             s3.put_object(Bucket="imgup-artifacts", Key="backend.zip", Body=buffer.getvalue())
+            s3.put_object(Bucket="imgup-artifacts", Key="pillow-layer.zip", Body=buffer.getvalue())
 
             cloudformation = client("cloudformation")
             cloudformation.create_stack(
@@ -442,6 +458,7 @@ def deployed(tmp_path_factory):
                 Parameters=[
                     {"ParameterKey": "CodeBucket", "ParameterValue": "imgup-artifacts"},
                     {"ParameterKey": "CodeKey", "ParameterValue": "backend.zip"},
+                    {"ParameterKey": "PillowLayerKey", "ParameterValue": "pillow-layer.zip"},
                 ],
                 Capabilities=["CAPABILITY_IAM"],
             )
@@ -488,7 +505,7 @@ def test_moto_skips_only_the_resource_types_known_to_be_skipped(deployed, templa
     assert {"UsagePlan", "ApiStage", "ApiKey"} <= skipped
 
 
-def test_the_four_functions_exist_with_the_contract_handlers_and_environment(deployed):
+def test_every_function_exists_with_the_contract_handler_and_environment(deployed):
     awslambda = deployed["client"]("lambda")
     outputs = deployed["outputs"]
     roles = set()
@@ -497,7 +514,7 @@ def test_the_four_functions_exist_with_the_contract_handlers_and_environment(dep
         config = awslambda.get_function_configuration(FunctionName=name)
         assert config["Handler"] == handler
         env = config["Environment"]["Variables"]
-        assert set(env) == ENV_NAMES
+        assert set(env) == ENV_NAMES | EXTRA_ENV.get(logical_id, set())
         assert env["TABLE_NAME"] == outputs["TableName"]
         assert env["BUCKET_NAME"] == outputs["BucketName"]
         assert env["MAX_UPLOAD_BYTES"] == "5242880"
@@ -506,7 +523,7 @@ def test_the_four_functions_exist_with_the_contract_handlers_and_environment(dep
         assert env["PENDING_TTL_SECONDS"] == "86400"
         assert env["ALLOWED_ORIGIN"] == "*"
         roles.add(config["Role"])
-    assert len(roles) == 4
+    assert len(roles) == len(HANDLERS)
 
 
 def test_the_api_has_exactly_the_routes_each_needing_the_api_key(deployed):

@@ -217,6 +217,8 @@ class Outcome:
     kind: str
     record: ImageRecord
     removed_version: str | None = None
+    made: bool = False
+    """This completion made the transition (not a later check that found it done)."""
 
     @property
     def status(self) -> int:
@@ -261,7 +263,7 @@ class _Completion:
             if verdict.arrived:
                 done, fresh = self.settle(record, verdict)
                 if done is not None:
-                    return Outcome(done.status, done)
+                    return Outcome(done.status, done, made=True)
             else:  # absent, or just deleted by a concurrent check that rejected it
                 fresh = self.store.get(record.image_id)
             # The record says what happened meanwhile.

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import completion, rules, storage
+from . import completion, rules, storage, thumbnails
 from .settings import ConfigError, Settings, clients
 from .storage import ImageRecord, ImageStore
 
@@ -231,6 +231,15 @@ class Request:
             image["width"] = record.width
             image["height"] = record.height
         image["tags"] = dict(record.tags or {})
+        if record.thumbnail_key:
+            image["thumbnailUrl"] = storage.presign_download(
+                self.s3,
+                bucket=self.settings.bucket_name,
+                key=record.thumbnail_key,
+                expires_in=self.settings.download_url_expiry_seconds,
+                content_type=thumbnails.CONTENT_TYPE,
+                version_id=record.thumbnail_version,
+            )
         return image
 
 
@@ -424,6 +433,8 @@ def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
         raise HttpError(404, "Image not found", extra={"imageId": image_id})
     # Every version: a fileUrl names one, and must stop working with the image.
     storage.delete_all_versions(req.s3, bucket=req.settings.bucket_name, prefix=f"images/{image_id}/")
+    if record.thumbnail_key:
+        storage.delete_all_versions(req.s3, bucket=req.settings.bucket_name, prefix=record.thumbnail_key)
     return 200, {"message": "Image deleted", "imageId": image_id}
 
 
@@ -591,6 +602,19 @@ def _complete(
     store: ImageStore,
     record: ImageRecord,
     written: completion.ObjectWritten | None = None,
+) -> completion.Outcome:
+    outcome = _check(settings, s3, store, record, written)
+    if outcome.made and outcome.kind == "ready":
+        thumbnails.request(settings, record.image_id)
+    return outcome
+
+
+def _check(
+    settings: Settings,
+    s3: Any,
+    store: ImageStore,
+    record: ImageRecord,
+    written: completion.ObjectWritten | None,
 ) -> completion.Outcome:
     return completion.complete(
         s3,

@@ -66,6 +66,8 @@ class Settings:
     pending_ttl_seconds: int = 86400
     allowed_origin: str = "*"
     connection: Connection = Connection(region="us-east-1")
+    thumbnail_function: str | None = None
+    """The ThumbnailFunction to invoke when an image becomes ready (CompleteFunction only)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -96,6 +98,7 @@ class Settings:
                 secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
                 session_token=environ.get("AWS_SESSION_TOKEN") or None,
             ),
+            thumbnail_function=(environ.get("THUMBNAIL_FUNCTION") or "").strip() or None,
         )
 
 

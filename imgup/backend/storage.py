@@ -398,6 +398,9 @@ class ImageRecord:
     tags: Mapping[str, str] | None = None
     tags_version: int | None = None
     """How many times the tags were changed (``tagsVersion``): the condition of the next change."""
+    thumbnail_key: str | None = None
+    thumbnail_version: str | None = None
+    thumbnail_error: str | None = None
 
     def to_item(self) -> dict[str, dict[str, str]]:
         item = {
@@ -425,6 +428,12 @@ class ImageRecord:
             if number is not None:
                 item[name] = {"N": str(number)}
         item.update(tag_attributes(self.tags, self.tags_version))
+        thumbnail = {
+            "thumbnailKey": self.thumbnail_key,
+            "thumbnailVersion": self.thumbnail_version,
+            "thumbnailError": self.thumbnail_error,
+        }
+        item.update({name: {"S": value} for name, value in thumbnail.items() if value is not None})
         return item
 
     @classmethod
@@ -454,6 +463,9 @@ class ImageRecord:
             version_id=text("versionId"),
             tags=tags_of(item),
             tags_version=number("tagsVersion"),
+            thumbnail_key=text("thumbnailKey"),
+            thumbnail_version=text("thumbnailVersion"),
+            thumbnail_error=text("thumbnailError"),
         )
 
 
@@ -683,6 +695,36 @@ class ImageStore:
             values[":seen"] = {"N": str(version)}
         names = {"#status": "status", "#tags": "tags", "#tagsVersion": "tagsVersion"}
         return self._update_if(record.image_id, update, condition, names, values)
+
+    def set_thumbnail(
+        self,
+        image_id: str,
+        *,
+        key: str | None = None,
+        version_id: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record a ready image's thumbnail (its key, version and size), or why it could not be
+        made (``error``). False when the record is gone or no longer ready."""
+        assign: dict[str, Any] = {}
+        if key is not None:
+            assign = {"thumbnailKey": {"S": key}, "thumbnailWidth": {"N": str(width or 0)}}
+            assign["thumbnailHeight"] = {"N": str(height or 0)}
+            if version_id:
+                assign["thumbnailVersion"] = {"S": version_id}
+        else:
+            assign = {"thumbnailError": {"S": (error or "unknown")[:500]}}
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in assign)
+        if key is not None:
+            update += " REMOVE #thumbnailError"
+        names = {f"#{name}": name for name in [*assign, "status"]}
+        if key is not None:
+            names["#thumbnailError"] = "thumbnailError"
+        values = {f":{name}": value for name, value in assign.items()}
+        values[":ready"] = {"S": READY}
+        return bool(self._update_if(image_id, update, "#status = :ready", names, values))
 
     def delete(self, image_id: str) -> ImageRecord | None:
         """Delete a record and return it, or None when there was none."""

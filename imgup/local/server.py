@@ -35,6 +35,7 @@ from urllib.parse import parse_qs
 from .apigateway import PREFIX, ApiGatewayEmulator
 from .catalog import Catalog, Change, change_of
 from .inprocess import Clients, InProcessDispatch
+from .invoke import Invoker, invocation
 from .lambdas import LambdaRunner
 from .notifications import CreatedObject, NotificationRouter
 from .presigned import PresignedPut, is_presigned_put, tidy_put_answer
@@ -117,6 +118,7 @@ class LocalStackApp:
         self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
         self.notifications = NotificationRouter(self.runner, self.catalog)
+        self.invoker = Invoker(self.runner)
         self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
         InProcessDispatch(endpoint_url, self).install()
@@ -138,6 +140,9 @@ class LocalStackApp:
         if path.startswith(PREFIX):
             self.requests["api"].add()
             return self.api(environ, start_response)
+        function = invocation(environ)
+        if function is not None:  # Lambda's Invoke: run here, as moto cannot without Docker
+            return respond(self.invoker(environ, function), start_response)
         presigned_put = is_presigned_put(environ)
         if presigned_put:
             refusal = self.presigned.check(environ)  # as strict as S3, which moto is not
@@ -328,6 +333,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
         server.serve_forever()
     finally:
         holder["app"].notifications.shutdown()
+        holder["app"].invoker.shutdown()
         try:
             if json.loads(state_path.read_text()).get("pid") == os.getpid():
                 state_path.unlink()

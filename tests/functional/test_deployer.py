@@ -178,7 +178,7 @@ def test_cleanup_really_removes_the_buckets_the_stack_and_only_this_stacks_artif
         assert sorted(report.buckets_removed) == sorted(buckets)
         assert report.objects_deleted == 4
         assert keys_under(target, deployment.artifacts_bucket, f"imgup/{stack_name}/") == []
-        assert report.artifacts_deleted == 2  # the code and the template
+        assert report.artifacts_deleted == 3  # the code, the thumbnail function's layer and the template
         assert keys_under(target, deployment.artifacts_bucket, other) == [other]
     finally:
         cfn.empty_bucket(target, deployment.artifacts_bucket, prefix=other)

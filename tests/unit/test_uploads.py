@@ -464,6 +464,7 @@ def test_an_upload_presigns_then_puts_exactly_the_signed_headers_and_the_bytes_t
         "uploadedAt": None,
         "tags": {},
         "fileUrl": grant["fileUrl"],
+        "thumbnailUrl": None,
     }
     kinds = [type(e) for e in run.events if not isinstance(e, Sent)]
     assert kinds == [Started, Stored, Finished]
