@@ -299,6 +299,25 @@
       ? `${label}, tags: ${entries.map(([k, v]) => tagText(k, v)).join(", ")}` : label);
   }
 
+  async function awaitThumbnail(image, delays = [1000, 2000, 4000, 8000]) {
+    // The server makes a thumbnail after completion (asynchronously): ask again for a while.
+    for (const delay of delays) {
+      await sleep(delay);
+      if (!state.byId.has(image.imageId)) return;
+      try {
+        const fresh = await api("GET", `/images/${encodeURIComponent(image.imageId)}`, undefined, { retries: 0 });
+        if (fresh.thumbnailUrl) {
+          Object.assign(image, fresh);
+          const img = $("grid").querySelector(`[data-id="${CSS.escape(image.imageId)}"] img`);
+          if (img) img.src = image.thumbnailUrl;
+          return;
+        }
+      } catch {
+        return;
+      }
+    }
+  }
+
   async function refreshLink(image, img) {
     // Presigned links expire (one hour): ask for a fresh one once.
     try {
@@ -634,7 +653,10 @@
           const image = await complete(item.grant.imageId);
           item.row.done();
           uploaded += 1;
-          if (matches(image)) addImages([image], { atTop: true });
+          if (matches(image)) {
+            addImages([image], { atTop: true });
+            awaitThumbnail(image);
+          }
         } catch (failure) {
           item.row.failed(typeof failure === "string" ? failure : failure.message || String(failure));
         }

@@ -271,6 +271,11 @@ def test_a_listing_that_fails_shows_the_error_and_a_way_to_try_again(chromium, g
 def test_screenshots_at_desktop_and_phone_width(chromium, gallery, tab, tmp_path: Path) -> None:
     tab.page.get_by_label("Tags for new uploads (optional)").fill("set=examples")
     upload(tab.page, copies(tmp_path, "shot", "sunset.jpg", "ocean.png", "dusk.webp", "forest.gif"))
+    # The server makes each thumbnail after completion; the page swaps it in as it comes.
+    tab.page.wait_for_function(
+        "() => [...document.querySelectorAll('.tile')].filter(t => t.textContent.includes('shot-'))"
+        ".every(t => t.querySelector('img').src.includes('/thumbnails/'))"
+    )
     shots = [screenshot(tab.page, "desktop")]
     tab.page.locator(".tile-open").first.click()
     tab.page.get_by_role("dialog").wait_for()
