@@ -208,18 +208,11 @@ class Request:
 
     def image_json(self, record: ImageRecord) -> dict[str, Any]:
         """An image as the API shows it: the original fields, plus sha256, width and height
-        (pixels) when known."""
+        (pixels) when known, its tags, and thumbnailUrl once its thumbnail is made."""
         image: dict[str, Any] = {
             "imageId": record.image_id,
             "fileName": record.file_name,
-            "fileUrl": storage.presign_download(
-                self.s3,
-                bucket=self.settings.bucket_name,
-                key=record.s3_key,
-                expires_in=self.settings.download_url_expiry_seconds,
-                content_type=record.file_type,
-                version_id=record.version_id,
-            ),
+            "fileUrl": self._download_url(record.s3_key, record.file_type, record.version_id),
             "fileType": record.file_type,
             "fileSize": record.file_size,
             "uploadedAt": record.uploaded_at,
@@ -232,15 +225,21 @@ class Request:
             image["height"] = record.height
         image["tags"] = dict(record.tags or {})
         if record.thumbnail_key:
-            image["thumbnailUrl"] = storage.presign_download(
-                self.s3,
-                bucket=self.settings.bucket_name,
-                key=record.thumbnail_key,
-                expires_in=self.settings.download_url_expiry_seconds,
-                content_type=thumbnails.CONTENT_TYPE,
-                version_id=record.thumbnail_version,
+            image["thumbnailUrl"] = self._download_url(
+                record.thumbnail_key, thumbnails.CONTENT_TYPE, record.thumbnail_version
             )
         return image
+
+    def _download_url(self, key: str, content_type: str, version_id: str | None) -> str:
+        """A presigned GET of one version of an object (the image, or its thumbnail)."""
+        return storage.presign_download(
+            self.s3,
+            bucket=self.settings.bucket_name,
+            key=key,
+            expires_in=self.settings.download_url_expiry_seconds,
+            content_type=content_type,
+            version_id=version_id,
+        )
 
 
 Route = Callable[[Request], tuple[int, dict[str, Any]]]

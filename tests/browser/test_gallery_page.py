@@ -176,15 +176,24 @@ def test_filters_by_name_and_type_ask_the_api_and_show_only_what_matches(tab, tm
 
 
 def test_the_page_can_be_used_with_the_keyboard_alone(tab) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the tier may be skipped
+
     page = tab.page
     for _ in range(5):
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.id") == "file-input":
             break
     assert page.evaluate("document.activeElement.id") == "file-input"
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    assert chooser.value.is_multiple()
+    chooser = None
+    for key in ("Space", "Enter"):  # either activates a file input; a busy machine may drop one
+        try:
+            with page.expect_file_chooser(timeout=10_000) as opened:
+                page.keyboard.press(key)
+            chooser = opened.value
+            break
+        except PlaywrightTimeout:
+            assert page.evaluate("document.activeElement.id") == "file-input"
+    assert chooser is not None and chooser.is_multiple()
     assert page.get_by_label(re.compile("Choose images")).get_attribute("type") == "file"
 
 
