@@ -15,10 +15,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backend.rules import ListFilter
 from .errors import ApiError, RouteMissing, UploadRejected
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_PAGES = 10_000
+MAX_PAGES = 100_000
+LIST_PAGE = 1000
+"""The page a client that lists everything asks for (the API's largest)."""
+FIRST_PAGE = 100
+"""The first page of a long listing: smaller, so that the first rows come at once."""
+OLD_MAX_PAGE = 100
+"""The largest page of a stack deployed before pages of 1000."""
 MAX_BATCH = 100
 """The most items one batch request (``POST /uploads``, ``POST /uploads/complete``) takes."""
 
@@ -173,11 +180,20 @@ class ImageApi:
     # --- the routes ---------------------------------------------------------------------
 
     def request_upload(
-        self, file_name: str, file_type: str, file_size: int, sha256: str | None = None
+        self,
+        file_name: str,
+        file_type: str,
+        file_size: int,
+        sha256: str | None = None,
+        allow_duplicates: bool = False,
     ) -> dict[str, Any]:
+        """A grant for one upload; with ``sha256``, the image that already has these bytes
+        instead (``"duplicate": true``), unless ``allow_duplicates``."""
         body: dict[str, Any] = {"fileName": file_name, "fileType": file_type, "fileSize": file_size}
         if sha256:
             body["sha256"] = sha256
+        if allow_duplicates:
+            body["allowDuplicates"] = True
         return self._request("POST", "/upload", json=body)
 
     def complete(self, image_id: str) -> dict[str, Any]:
@@ -214,29 +230,40 @@ class ImageApi:
         except ApiError as exc:
             return {"error": exc.message, "status": exc.status}
 
-    def list_page(self, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {}
+    def list_page(
+        self,
+        limit: int | None = None,
+        cursor: str | None = None,
+        where: ListFilter | None = None,
+        *,
+        oldest_first: bool = False,
+        count_remaining: bool = False,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = dict(where.to_params()) if where else {}
         if limit:
             params["limit"] = limit
         if cursor:
             params["cursor"] = cursor
-        return self._request("GET", "/images", params=params)
+        if oldest_first:
+            params["order"] = "oldest"
+        if count_remaining:
+            params["countRemaining"] = "true"
+        page = self._request("GET", "/images", params=params)
+        if (where and not where.empty or oldest_first) and "filter" not in page:
+            # An API from before filters ignores them: never pass its answer off as filtered.
+            raise RouteMissing(
+                "The deployed API does not know listing filters or order (it is older than imgup).",
+                "Run `imgup deploy` to update the stack.",
+            )
+        return page
 
-    def iter_images(self, limit: int | None = None, page_size: int = 100) -> Iterator[dict[str, Any]]:
+    def iter_images(self, limit: int | None = None, page_size: int = LIST_PAGE) -> Iterator[dict[str, Any]]:
         """Every ready image, newest first, following cursors (at most ``limit``)."""
-        cursor = None
-        yielded = 0
-        for _ in range(MAX_PAGES):
-            want = page_size if limit is None else min(page_size, limit - yielded)
-            page = self.list_page(want, cursor)
-            for image in page.get("images", []):
-                yield image
-                yielded += 1
-                if limit is not None and yielded >= limit:
-                    return
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return
+        return iter(Listing(self, limit=limit, page_size=page_size))
+
+    def share(self, image_id: str, expires_in: int) -> dict[str, Any]:
+        """A share link's path (``sharePath``, under this API's URL) and when it expires."""
+        return self._request("POST", f"/images/{image_id}/share", json={"expiresIn": expires_in})
 
     def get(self, image_id: str) -> dict[str, Any]:
         return self._request("GET", f"/images/{image_id}")
@@ -245,12 +272,86 @@ class ImageApi:
         return self._request("DELETE", f"/images/{image_id}")
 
 
+@dataclass(frozen=True)
+class Remaining:
+    """How many images come after those a listing gave: exactly ``count``, or at least
+    ``count`` when not ``exact`` (the API counts a bounded stretch); ``count`` None when the
+    API did not say (an older stack)."""
+
+    count: int | None
+    exact: bool
+
+
+class Listing:
+    """The images of a listing, newest (or oldest) first, page by page as they are read, at
+    most ``limit``. Once it is exhausted, ``remaining`` says what came after the last one
+    (None while iterating). The first page is small, so that the first rows come at once;
+    the API counts what remains only on the page that completes ``limit``."""
+
+    def __init__(
+        self,
+        api: ImageApi,
+        *,
+        where: ListFilter | None = None,
+        oldest_first: bool = False,
+        limit: int | None = None,
+        page_size: int = LIST_PAGE,
+    ) -> None:
+        self.api = api
+        self.where = where
+        self.oldest_first = oldest_first
+        self.limit = limit
+        self.page_size = page_size
+        self.remaining: Remaining | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        cursor = None
+        yielded = 0
+        size = min(self.page_size, FIRST_PAGE)
+        for _ in range(MAX_PAGES):
+            want = size if self.limit is None else min(size, self.limit - yielded)
+            completes = self.limit is not None and want == self.limit - yielded
+            page = self._page(want, cursor, completes)
+            images = page.get("images", [])
+            taken = images if self.limit is None else images[: self.limit - yielded]
+            for image in taken:
+                yield image
+                yielded += 1
+            left = len(images) - len(taken)  # a page longer than asked for: not shown
+            cursor = page.get("nextCursor")
+            if not cursor:
+                self.remaining = Remaining(left, True)
+                return
+            if self.limit is not None and yielded >= self.limit:
+                count = page.get("remaining")
+                self.remaining = Remaining(
+                    count + left if isinstance(count, int) else None, bool(page.get("remainingExact"))
+                )
+                return
+            size = self.page_size
+        raise ApiError(f"The listing did not end after {MAX_PAGES} pages.")
+
+    def _page(self, want: int, cursor: str | None, count: bool) -> dict[str, Any]:
+        try:
+            return self.api.list_page(
+                want, cursor, self.where, oldest_first=self.oldest_first, count_remaining=count
+            )
+        except ApiError as exc:
+            if exc.status != 400 or want <= OLD_MAX_PAGE or "limit" not in exc.message:
+                raise
+        self.page_size = OLD_MAX_PAGE  # a stack from before pages of 1000
+        return self.api.list_page(
+            OLD_MAX_PAGE, cursor, self.where, oldest_first=self.oldest_first, count_remaining=count
+        )
+
+
 def _upload_args(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "file_name": body["fileName"],
         "file_type": body["fileType"],
         "file_size": body["fileSize"],
         "sha256": body.get("sha256"),
+        "allow_duplicates": bool(body.get("allowDuplicates")),
     }
 
 

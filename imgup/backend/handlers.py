@@ -353,7 +353,7 @@ def _refusal_entry(entry: dict[str, Any], exc: rules.ValidationError) -> dict[st
 
 def _route_list(req: Request) -> tuple[int, dict[str, Any]]:
     """A page of the gallery, filtered and ordered as asked; with ``countRemaining``, how many
-    images come after it (a bounded count: see ImageStore.count_ready)."""
+    images come after a full page (a bounded count: see ImageStore.count_ready)."""
     query = rules.parse_list_query(_query(req.event))
     where, oldest = query.filter, query.oldest_first
     records, next_key = req.store.list_ready(
@@ -367,7 +367,9 @@ def _route_list(req: Request) -> tuple[int, dict[str, Any]]:
         "order": "oldest" if oldest else "newest",
         "filter": where.to_json(),
     }
-    if query.count_remaining:
+    # Counted after a full page only: a short one (a filter that kept few within the read
+    # budget) is followed by another request anyway, which counts.
+    if query.count_remaining and (next_key is None or len(records) == query.limit):
         remaining, exact = (0, True)
         if next_key is not None:
             remaining, exact = req.store.count_ready(start_key=next_key, where=where, oldest_first=oldest)

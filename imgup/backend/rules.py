@@ -56,8 +56,10 @@ __all__ = [
     "object_key",
     "glob_literals",
     "parse_limit",
+    "parse_glob",
     "parse_list_query",
     "parse_moment",
+    "parse_types",
     "probe_image",
     "read_image_header",
     "sanitise_name",
@@ -824,6 +826,13 @@ class ListFilter:
     def empty(self) -> bool:
         return self == ListFilter()
 
+    def to_params(self) -> dict[str, str]:
+        """The query parameters of ``GET /images`` that ask for this filter."""
+        return {
+            name: ",".join(value) if isinstance(value, list) else str(value)
+            for name, value in self.to_json().items()
+        }
+
     def to_json(self) -> dict[str, object]:
         """The filter as the API echoes it (only what was given)."""
         given: dict[str, object] = {}
@@ -867,7 +876,7 @@ def glob_literals(pattern: str) -> tuple[str, list[str]]:
     return runs[0], [r for r in runs[1:] if r]
 
 
-def _glob(raw: object) -> str | None:
+def parse_glob(raw: object) -> str | None:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str) or len(raw) > MAX_GLOB_CHARS:
@@ -879,7 +888,7 @@ def _glob(raw: object) -> str | None:
     return raw
 
 
-def _types(raw: object) -> tuple[str, ...]:
+def parse_types(raw: object) -> tuple[str, ...]:
     if raw is None or raw == "":
         return ()
     wrong = ValidationError(
@@ -948,8 +957,8 @@ def parse_list_query(params: Mapping[str, object]) -> ListQuery:
         limit=parse_limit(params.get("limit")),
         start_key=None if raw_cursor in (None, "") else decode_cursor(raw_cursor),
         filter=ListFilter(
-            name=_glob(params.get("name")),
-            types=_types(params.get("type")),
+            name=parse_glob(params.get("name")),
+            types=parse_types(params.get("type")),
             since=None if since is None else format_timestamp(since),
             until=None if until is None else format_timestamp(until),
         ),
