@@ -10,6 +10,7 @@ pending record is invisible and expires by TTL.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -285,8 +286,13 @@ class Remaining:
 class Listing:
     """The images of a listing, newest (or oldest) first, page by page as they are read, at
     most ``limit``. Once it is exhausted, ``remaining`` says what came after the last one
-    (None while iterating). The first page is small, so that the first rows come at once;
-    the API counts what remains only on the page that completes ``limit``."""
+    (None while iterating).
+
+    The first page is small, so that the first rows come at once; later ones are as large as
+    the API allows. The next page is asked for while the rows of this one are handed out, so
+    that the API works while the caller prints: at most two pages are held at a time, so
+    memory does not grow with the gallery. The API counts what remains only on the page that
+    completes ``limit``."""
 
     def __init__(
         self,
@@ -305,31 +311,35 @@ class Listing:
         self.remaining: Remaining | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        cursor = None
         yielded = 0
-        size = min(self.page_size, FIRST_PAGE)
+        pending = self._ask(None, min(self.page_size, FIRST_PAGE), yielded)
         for _ in range(MAX_PAGES):
-            want = size if self.limit is None else min(size, self.limit - yielded)
-            completes = self.limit is not None and want == self.limit - yielded
-            page = self._page(want, cursor, completes)
+            page = pending.result()
             images = page.get("images", [])
             taken = images if self.limit is None else images[: self.limit - yielded]
-            for image in taken:
-                yield image
-                yielded += 1
             left = len(images) - len(taken)  # a page longer than asked for: not shown
             cursor = page.get("nextCursor")
+            full = self.limit is not None and yielded + len(taken) >= self.limit
+            if cursor and not full:
+                pending = self._ask(cursor, self.page_size, yielded + len(taken))
+            yield from taken
+            yielded += len(taken)
             if not cursor:
                 self.remaining = Remaining(left, True)
                 return
-            if self.limit is not None and yielded >= self.limit:
+            if full:
                 count = page.get("remaining")
                 self.remaining = Remaining(
                     count + left if isinstance(count, int) else None, bool(page.get("remainingExact"))
                 )
                 return
-            size = self.page_size
         raise ApiError(f"The listing did not end after {MAX_PAGES} pages.")
+
+    def _ask(self, cursor: str | None, size: int, yielded: int) -> _Pending:
+        """The next page, asked for in the background."""
+        want = size if self.limit is None else min(size, self.limit - yielded)
+        completes = self.limit is not None and want == self.limit - yielded
+        return _Pending(self._page, want, cursor, completes)
 
     def _page(self, want: int, cursor: str | None, count: bool) -> dict[str, Any]:
         try:
@@ -343,6 +353,32 @@ class Listing:
         return self.api.list_page(
             OLD_MAX_PAGE, cursor, self.where, oldest_first=self.oldest_first, count_remaining=count
         )
+
+
+class _Pending:
+    """A call running in a daemon thread (so that Ctrl-C never waits for it); ``result()``
+    waits for it, and raises what it raised."""
+
+    def __init__(self, call: Callable[..., dict[str, Any]], *args: Any) -> None:
+        self._call, self._args = call, args
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="imgup-list-page")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._call(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self._error = exc
+
+    def result(self) -> dict[str, Any]:
+        while self._thread.is_alive():
+            self._thread.join(0.1)  # in steps, so that Ctrl-C is not held up
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def _upload_args(body: dict[str, Any]) -> dict[str, Any]:

@@ -210,6 +210,19 @@ class Request:
     params: dict[str, str]
     request_id: str
     log: dict[str, Any]
+    credentials: Any = None
+    _signer: storage.DownloadSigner | None = None
+
+    def file_url(self, record: ImageRecord, expires_in: int | None = None) -> str:
+        """A presigned GET of the image's verified version."""
+        if self._signer is None:
+            self._signer = storage.DownloadSigner(self.s3, self.credentials, self.settings.bucket_name)
+        return self._signer.url(
+            record.s3_key,
+            expires_in=expires_in or self.settings.download_url_expiry_seconds,
+            content_type=record.file_type,
+            version_id=record.version_id,
+        )
 
     def image_json(self, record: ImageRecord) -> dict[str, Any]:
         """An image as the API shows it: the original fields, plus sha256, width and height
@@ -217,14 +230,7 @@ class Request:
         image: dict[str, Any] = {
             "imageId": record.image_id,
             "fileName": record.file_name,
-            "fileUrl": storage.presign_download(
-                self.s3,
-                bucket=self.settings.bucket_name,
-                key=record.s3_key,
-                expires_in=self.settings.download_url_expiry_seconds,
-                content_type=record.file_type,
-                version_id=record.version_id,
-            ),
+            "fileUrl": self.file_url(record),
             "fileType": record.file_type,
             "fileSize": record.file_size,
             "uploadedAt": record.uploaded_at,
@@ -500,14 +506,7 @@ def _route_open_share(req: Request) -> tuple[int, dict[str, Any], dict[str, str]
     record = req.store.get(share.image_id)
     if record is None or record.status != storage.READY:
         raise HttpError(410, "The shared image is no longer in the gallery")
-    url = storage.presign_download(
-        req.s3,
-        bucket=req.settings.bucket_name,
-        key=record.s3_key,
-        expires_in=min(left, SHARE_REDIRECT_SECONDS),
-        content_type=record.file_type,
-        version_id=record.version_id,
-    )
+    url = req.file_url(record, expires_in=min(left, SHARE_REDIRECT_SECONDS))
     return 302, {"url": url, "expiresAt": expires_at}, {"Location": url, "Referrer-Policy": "no-referrer"}
 
 
@@ -626,6 +625,7 @@ def _serve(function: str, event: Any, context: Any, environ: Mapping[str, str] |
             params=params,
             request_id=request_id,
             log=fields,
+            credentials=connection.session.get_credentials(),
         )
         status, body, *extra = route(req)
         answer = _answer(status, body, origin, request_id)
