@@ -304,7 +304,8 @@ def summarise(bench: Bench) -> list[dict[str, Any]]:
 
 def table(bench: Bench, rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| images | command | s | first row s | rows | rows/s | client peak MiB | stack Query 51 s | stack Query 1001 s |",
+        "| images | command | s | first row s | rows | rows/s | client peak MiB "
+        "| stack Query 51 s | stack Query 1001 s |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:

@@ -718,18 +718,19 @@ class ImageStore:
         start_key: Mapping[str, str] | None = None,
         where: rules.ListFilter = rules.ListFilter(),
         oldest_first: bool = False,
-        budget: int = READ_BUDGET,
+        budget: int | None = None,
     ) -> tuple[list[ImageRecord], dict[str, str] | None]:
         """One page of ready records that pass ``where``, newest (or oldest) first, and the key
         to continue after (None at the end of the index).
 
         Dates and order are the index's sort key; the other filters are a FilterExpression
         (which DynamoDB applies after reading) and an exact check here. At most ``budget``
-        index entries are read: a filter that few images pass gives a short page, even an
-        empty one, with the key to go on from. One record more than ``limit`` is asked for,
-        so that the last page says it is the last. Keys are plain strings
-        (:func:`rules.encode_cursor` form).
+        index entries are read (READ_BUDGET by default): a filter that few images pass gives
+        a short page, even an empty one, with the key to go on from. One record more than
+        ``limit`` is asked for, so that the last page says it is the last. Keys are plain
+        strings (:func:`rules.encode_cursor` form).
         """
+        budget = READ_BUDGET if budget is None else budget
         query = _ListQuery(where, oldest_first)
         records: list[ImageRecord] = []
         key = dict(start_key) if start_key is not None else None
@@ -760,17 +761,18 @@ class ImageStore:
         start_key: Mapping[str, str],
         where: rules.ListFilter = rules.ListFilter(),
         oldest_first: bool = False,
-        budget: int = COUNT_BUDGET,
+        budget: int | None = None,
     ) -> tuple[int, bool]:
         """How many ready records that pass ``where`` come after ``start_key``, reading at
-        most ``budget`` index entries: (count, True) when that reached the end of the index,
-        else (count so far, False), a lower bound.
+        most ``budget`` index entries (COUNT_BUDGET by default): (count, True) when that
+        reached the end of the index, else (count so far, False), a lower bound.
 
         A bounded look-ahead rather than a counter kept up to date: it costs the same
         whatever the size of the gallery (at most ``budget`` entries read, nothing written),
         adds no state that a failed write could leave wrong, and counts what a filter keeps,
         which no counter could. Past ``budget`` it says "more than".
         """
+        budget = COUNT_BUDGET if budget is None else budget
         query = _ListQuery(where, oldest_first)
         count = read = 0
         key: dict[str, str] | None = dict(start_key)
