@@ -21,6 +21,7 @@ COMMANDS = [
     ["show"],
     ["download"],
     ["open"],
+    ["share"],
     ["status"],
     ["cleanup"],
     ["doctor"],
@@ -38,6 +39,19 @@ def test_every_command_has_help_text(command: list[str]) -> None:
     assert "Usage" in result.output
     summary = result.output.split("Usage", 1)[1]
     assert len(summary.strip().splitlines()) > 2
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_help_shows_an_example_of_itself(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    examples = [line.strip() for line in result.output.splitlines() if line.strip().startswith("Example:")]
+    assert examples, result.output
+    assert "imgup " + command[0] in examples[0]
+
+
+def test_every_command_of_the_app_is_in_the_list_of_commands() -> None:
+    names = {(command.name,) for command in app.registered_commands} | {("local",)}
+    assert names == {tuple(c[:1]) for c in COMMANDS}
 
 
 def test_python_dash_m_imgup_help_runs_in_a_subprocess() -> None:
