@@ -50,7 +50,9 @@ def test_every_command_help_shows_an_example_of_itself(command: list[str]) -> No
 
 
 def test_every_command_of_the_app_is_in_the_list_of_commands() -> None:
-    names = {(command.name,) for command in app.registered_commands} | {("local",)}
+    names = {(command.name or command.callback.__name__,) for command in app.registered_commands} | {
+        ("local",)
+    }
     assert names == {tuple(c[:1]) for c in COMMANDS}
 
 
