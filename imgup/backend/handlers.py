@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -481,7 +482,7 @@ def _route_share(req: Request) -> tuple[int, dict[str, Any]]:
     record = req.store.get(image_id)
     if record is None or record.status != storage.READY:
         raise HttpError(404, "Image not found", extra={"imageId": image_id})
-    expires = int(clock().timestamp()) + expires_in
+    expires = math.ceil(clock().timestamp()) + expires_in  # never less life than asked for
     token = sharing.make_token(_share_secret(req.settings), image_id, expires)
     req.log.update(expiresIn=expires_in)
     return 200, {
@@ -500,13 +501,14 @@ def _route_open_share(req: Request) -> tuple[int, dict[str, Any], dict[str, str]
         raise HttpError(404, "This share link is not valid: check that it was copied whole")
     req.log.update(imageId=share.image_id)
     expires_at = rules.format_timestamp(datetime.fromtimestamp(share.expires, timezone.utc))
-    left = int(share.expires - clock().timestamp())
-    if left < 1:
+    left = share.expires - clock().timestamp()
+    if left <= 0:
         raise HttpError(410, "This share link has expired", extra={"expiredAt": expires_at})
     record = req.store.get(share.image_id)
     if record is None or record.status != storage.READY:
         raise HttpError(410, "The shared image is no longer in the gallery")
-    url = req.file_url(record, expires_in=min(left, SHARE_REDIRECT_SECONDS))
+    # S3 counts a URL's life in whole seconds: in its last second, a link gives one second.
+    url = req.file_url(record, expires_in=max(1, min(int(left), SHARE_REDIRECT_SECONDS)))
     return 302, {"url": url, "expiresAt": expires_at}, {"Location": url, "Referrer-Policy": "no-referrer"}
 
 

@@ -94,6 +94,22 @@ def test_a_share_link_redirects_to_the_image_for_its_whole_life(shared: Stack, c
         assert lives <= min(7200 - later, handlers.SHARE_REDIRECT_SECONDS)
 
 
+def test_a_link_works_up_to_its_last_moment_and_not_after(shared: Stack, clock: Clock) -> None:
+    path = link(shared, upload_ready(shared, PNG), 10)
+    clock.now = NOW + timedelta(seconds=9.9)
+    opened = open_share(shared, path)
+    assert opened["statusCode"] == 302
+    assert parse_qs(urlsplit(opened["headers"]["Location"]).query)["X-Amz-Expires"] == ["1"]
+    clock.now = NOW + timedelta(seconds=10)
+    assert open_share(shared, path)["statusCode"] == 410
+
+
+def test_a_link_made_within_a_second_lives_at_least_as_long_as_asked(shared: Stack, clock: Clock) -> None:
+    clock.now = NOW + timedelta(seconds=0.25)
+    answer = answer_json(call_share(shared, upload_ready(shared, PNG), {"expiresIn": 60}))
+    assert answer["expiresAt"] == "2026-11-25T12:01:01.000000Z"
+
+
 def test_an_expired_link_answers_410_with_when_it_expired(shared: Stack, clock: Clock) -> None:
     path = link(shared, upload_ready(shared, PNG), 60)
     clock.now = NOW + timedelta(seconds=60)
