@@ -64,6 +64,8 @@ class ImgupGroup(TyperGroup):
         except (KeyboardInterrupt, _Interrupted, typer.Abort):
             output.error("Interrupted.")
             return ExitCode.INTERRUPTED
+        except _NothingPiped:
+            return ExitCode.OK
         except ImgupError as exc:
             if _debug["on"]:
                 traceback.print_exc()
@@ -242,13 +244,22 @@ def _stdin_lines(separator: bytes = b"\n") -> list[str]:
     return read_paths(stream.buffer, separator)
 
 
+class _NothingPiped(Exception):
+    """The items were to come from stdin, and it held none: nothing to do (exit 0), as a
+    pipeline whose first command found nothing expects (`imgup list -q ... | imgup delete -`)."""
+
+
 def _items_or_stdin(items: list[str] | None, what: str, separator: bytes = b"\n") -> list[str]:
     """The items given, or those read from stdin for '-' (or when stdin is a pipe and none
-    are given); '-' cannot be mixed with items."""
+    are given); '-' cannot be mixed with items. An empty pipe is _NothingPiped."""
     given = list(items or [])
     stdin = sys.stdin
     if given == ["-"] or (not given and stdin is not None and not stdin.isatty()):
-        return _stdin_lines(separator)
+        lines = [line for line in _stdin_lines(separator) if line.strip()]
+        if not lines:
+            output.note(f"No {what} on standard input: nothing to do.")
+            raise _NothingPiped()
+        return lines
     if "-" in given:
         raise UsageError(f"'-' (read {what} from stdin) cannot be mixed with {what} given as arguments.")
     return given

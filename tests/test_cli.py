@@ -447,3 +447,13 @@ def test_the_core_imports_neither_typer_nor_rich(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize(
+    "command", [["upload", "-"], ["delete", "-", "--yes"], ["show"], ["download", "-"], ["share"]]
+)
+def test_an_empty_pipe_is_nothing_to_do_and_exits_0(command: list[str]) -> None:
+    # `imgup list -q --name 'tmp*' | imgup delete - --yes` on a day when nothing matches.
+    result = run_imgup(*command, stdin="")
+    assert (result.code, result.stdout) == (0, "")
+    assert "on standard input: nothing to do." in result.stderr

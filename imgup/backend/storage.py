@@ -505,6 +505,8 @@ READ_BUDGET = 2000
 """The most index entries one listing request reads (DynamoDB Query Limit counts entries read,
 before its FilterExpression): a filter that matches little never makes a request read the
 whole gallery; the answer's cursor goes on from where it stopped."""
+FILTERED_READ_FACTOR = 4
+"""A filtered listing's first Query reads this many pages' worth of index entries."""
 COUNT_BUDGET = 1000
 """The most index entries read to say how many images remain after a page."""
 
@@ -708,8 +710,9 @@ class ImageStore:
             ExpressionAttributeValues={":sha": {"S": sha256}},
             Limit=1,
         )
-        items = answer.get("Items", [])
-        return ImageRecord.from_item(items[0]) if items else None
+        records = [ImageRecord.from_item(item) for item in answer.get("Items", [])]
+        # Only ready records carry the key; a stale index entry never answers for a rejected one.
+        return next((r for r in records if r.status == READY), None)
 
     def list_ready(
         self,
@@ -735,7 +738,9 @@ class ImageStore:
         records: list[ImageRecord] = []
         key = dict(start_key) if start_key is not None else None
         read = 0
-        chunk = limit + 1  # all of it when every entry passes; doubled while a filter drops some
+        # Every entry passes a key condition: read one more than the page. A filter drops some:
+        # read a few pages' worth, then twice as much each time (fewer round trips), within budget.
+        chunk = (limit + 1) * (FILTERED_READ_FACTOR if query.conditions else 1)
         while read < budget:
             answer = self._db.query(
                 **query.kwargs(self._table), Limit=min(chunk, budget - read), **_start(key)
