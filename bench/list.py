@@ -14,8 +14,10 @@ At each size it times, as new processes, round after round:
 - ``first page``: ``imgup list`` (the newest 50, and how many more there are), into a pipe;
 - ``filtered``: ``imgup list --name 'tmp*' --type png`` (the newest 50 of the one in ten);
 - ``all``: ``imgup list --all --jsonl``, every image, checked: one line per record;
-and, to show where the time goes, the stack's own DynamoDB Query of the index for a page of
-51 and of 1001 records (what the API asks for), from this process.
+and, to show where the time goes, from this process: the stack's own DynamoDB Query of the
+index for 51 and for 1001 records, as the API asks for a page of 50 and of 1000 (the same
+ProjectionExpression), and the API's ``GET /images?limit=1000`` itself (its handler, the
+emulator and HTTP around that Query).
 
 Per run: wall time, time to the first byte on stdout, rows, rows/s, and the client's peak
 memory (ru_maxrss from ``os.wait4`` in a small launcher that also reads the pipe; see
@@ -130,18 +132,26 @@ def fill(endpoint_url: str, table: str, first: int, last: int, start: datetime) 
 
 
 def query_seconds(endpoint_url: str, table: str, limit: int) -> float:
-    """One Query of the ReadyByDate index for ``limit`` records, newest first, as the API
-    asks it: the stack's own share of a page."""
+    """One Query of the ReadyByDate index for ``limit`` records, newest first, exactly as the
+    API asks it (imgup.backend.storage): DynamoDB's share of a page."""
+    from imgup.backend import rules, storage
+
     client = dynamodb(endpoint_url)
+    kwargs = storage._ListQuery(rules.ListFilter(), oldest_first=False).kwargs(table)
     began = time.perf_counter()
-    client.query(
-        TableName=table,
-        IndexName="ReadyByDate",
-        KeyConditionExpression="galleryPk = :ready",
-        ExpressionAttributeValues={":ready": {"S": "ready"}},
-        ScanIndexForward=False,
-        Limit=limit,
+    client.query(**kwargs, Limit=limit)
+    return time.perf_counter() - began
+
+
+def page_seconds(api_url: str, api_key: str) -> float:
+    """One ``GET /images?limit=1000`` of the API: the handler, the emulator and HTTP."""
+    import httpx
+
+    began = time.perf_counter()
+    answer = httpx.get(
+        api_url + "/images", params={"limit": 1000}, headers={"x-api-key": api_key}, timeout=120
     )
+    answer.raise_for_status()
     return time.perf_counter() - began
 
 
@@ -232,7 +242,7 @@ class Bench:
         deployed = self.imgup("deploy", "--local")
         if deployed.returncode != 0:
             raise SystemExit(f"deploy failed: {deployed.stderr[-2000:]}")
-        status = json.loads(self.imgup("status", "--json").stdout)
+        status = json.loads(self.imgup("status", "--json", "--show-key").stdout)
         endpoint, table = status["endpointUrl"], status["table"]
         start = datetime(2026, 1, 1, tzinfo=timezone.utc)
         filled = 0
@@ -244,6 +254,9 @@ class Bench:
                 f"query {limit}": statistics.median(query_seconds(endpoint, table, limit) for _ in range(3))
                 for limit in (51, 1001)
             }
+            self.queries[size]["api page 1000"] = statistics.median(
+                page_seconds(status["apiUrl"], status["apiKey"]) for _ in range(3)
+            )
             for number in range(max(self.rounds, self.all_rounds)):
                 for name, args in COMMANDS.items():
                     if number >= (self.all_rounds if name == "all" else self.rounds):
@@ -305,16 +318,16 @@ def summarise(bench: Bench) -> list[dict[str, Any]]:
 def table(bench: Bench, rows: list[dict[str, Any]]) -> str:
     lines = [
         "| images | command | s | first row s | rows | rows/s | client peak MiB "
-        "| stack Query 51 s | stack Query 1001 s |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Query 51 s | Query 1001 s | API page 1000 s |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         query = bench.queries.get(row["size"], {})
         lines.append(
             f"| {row['size']:,} | {row['command']} | {row['seconds']:.2f} | {row['first_row_s']:.2f} | "
             f"{row['rows']:,} | {row['rows_per_s']:,.0f} | {row['peak_mib']:.0f} | "
-            f"{query.get('query 51', 0):.2f} | {query.get('query 1001', 0):.2f} |"
-            + ("" if row["ok"] else " FAILED")
+            f"{query.get('query 51', 0):.2f} | {query.get('query 1001', 0):.2f} | "
+            f"{query.get('api page 1000', 0):.2f} |" + ("" if row["ok"] else " FAILED")
         )
     smallest = bench.sizes[0]
     lines.append("")
