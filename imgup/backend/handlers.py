@@ -274,13 +274,7 @@ def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[Im
         sha256_hex=upload.sha256,
         expires_in=settings.url_expiry_seconds,
     )
-    file_url = storage.presign_download(
-        req.s3,
-        bucket=settings.bucket_name,
-        key=record.s3_key,
-        expires_in=settings.download_url_expiry_seconds,
-        content_type=upload.file_type,
-    )
+    file_url = req.file_url(record)
     return record, {
         "imageId": image_id,
         "uploadUrl": upload_url,
