@@ -10,15 +10,23 @@ pending record is invisible and expires by TTL.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backend.rules import ListFilter
 from .errors import ApiError, RouteMissing, UploadRejected
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_PAGES = 10_000
+MAX_PAGES = 100_000
+LIST_PAGE = 1000
+"""The page a client that lists everything asks for (the API's largest)."""
+FIRST_PAGE = 100
+"""The first page of a long listing: smaller, so that the first rows come at once."""
+OLD_MAX_PAGE = 100
+"""The largest page of a stack deployed before pages of 1000."""
 MAX_BATCH = 100
 """The most items one batch request (``POST /uploads``, ``POST /uploads/complete``) takes."""
 
@@ -179,12 +187,17 @@ class ImageApi:
         file_size: int,
         sha256: str | None = None,
         tags: dict[str, str] | None = None,
+        allow_duplicates: bool = False,
     ) -> dict[str, Any]:
+        """A grant for one upload; with ``sha256``, the image that already has these bytes
+        instead (``"duplicate": true``), unless ``allow_duplicates``."""
         body: dict[str, Any] = {"fileName": file_name, "fileType": file_type, "fileSize": file_size}
         if sha256:
             body["sha256"] = sha256
         if tags:
             body["tags"] = tags
+        if allow_duplicates:
+            body["allowDuplicates"] = True
         return self._request("POST", "/upload", json=body)
 
     def complete(self, image_id: str) -> dict[str, Any]:
@@ -221,29 +234,40 @@ class ImageApi:
         except ApiError as exc:
             return {"error": exc.message, "status": exc.status}
 
-    def list_page(self, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {}
+    def list_page(
+        self,
+        limit: int | None = None,
+        cursor: str | None = None,
+        where: ListFilter | None = None,
+        *,
+        oldest_first: bool = False,
+        count_remaining: bool = False,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = dict(where.to_params()) if where else {}
         if limit:
             params["limit"] = limit
         if cursor:
             params["cursor"] = cursor
-        return self._request("GET", "/images", params=params)
+        if oldest_first:
+            params["order"] = "oldest"
+        if count_remaining:
+            params["countRemaining"] = "true"
+        page = self._request("GET", "/images", params=params)
+        if (where and not where.empty or oldest_first) and "filter" not in page:
+            # An API from before filters ignores them: never pass its answer off as filtered.
+            raise RouteMissing(
+                "The deployed API does not know listing filters or order (it is older than imgup).",
+                "Run `imgup deploy` to update the stack.",
+            )
+        return page
 
-    def iter_images(self, limit: int | None = None, page_size: int = 100) -> Iterator[dict[str, Any]]:
+    def iter_images(self, limit: int | None = None, page_size: int = LIST_PAGE) -> Iterator[dict[str, Any]]:
         """Every ready image, newest first, following cursors (at most ``limit``)."""
-        cursor = None
-        yielded = 0
-        for _ in range(MAX_PAGES):
-            want = page_size if limit is None else min(page_size, limit - yielded)
-            page = self.list_page(want, cursor)
-            for image in page.get("images", []):
-                yield image
-                yielded += 1
-                if limit is not None and yielded >= limit:
-                    return
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return
+        return iter(Listing(self, limit=limit, page_size=page_size))
+
+    def share(self, image_id: str, expires_in: int) -> dict[str, Any]:
+        """A share link's path (``sharePath``, under this API's URL) and when it expires."""
+        return self._request("POST", f"/images/{image_id}/share", json={"expiresIn": expires_in})
 
     def get(self, image_id: str) -> dict[str, Any]:
         return self._request("GET", f"/images/{image_id}")
@@ -263,6 +287,114 @@ class ImageApi:
         return self._request("POST", f"/images/{image_id}/tags", json=body)
 
 
+@dataclass(frozen=True)
+class Remaining:
+    """How many images come after those a listing gave: exactly ``count``, or at least
+    ``count`` when not ``exact`` (the API counts a bounded stretch); ``count`` None when the
+    API did not say (an older stack)."""
+
+    count: int | None
+    exact: bool
+
+
+class Listing:
+    """The images of a listing, newest (or oldest) first, page by page as they are read, at
+    most ``limit``. Once it is exhausted, ``remaining`` says what came after the last one
+    (None while iterating).
+
+    The first page is small, so that the first rows come at once; later ones are as large as
+    the API allows. The next page is asked for while the rows of this one are handed out, so
+    that the API works while the caller prints: at most two pages are held at a time, so
+    memory does not grow with the gallery. The API counts what remains only on the page that
+    completes ``limit``."""
+
+    def __init__(
+        self,
+        api: ImageApi,
+        *,
+        where: ListFilter | None = None,
+        oldest_first: bool = False,
+        limit: int | None = None,
+        page_size: int = LIST_PAGE,
+    ) -> None:
+        self.api = api
+        self.where = where
+        self.oldest_first = oldest_first
+        self.limit = limit
+        self.page_size = page_size
+        self.remaining: Remaining | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yielded = 0
+        pending = self._ask(None, min(self.page_size, FIRST_PAGE), yielded)
+        for _ in range(MAX_PAGES):
+            page = pending.result()
+            images = page.get("images", [])
+            taken = images if self.limit is None else images[: self.limit - yielded]
+            left = len(images) - len(taken)  # a page longer than asked for: not shown
+            cursor = page.get("nextCursor")
+            full = self.limit is not None and yielded + len(taken) >= self.limit
+            if cursor and not full:
+                pending = self._ask(cursor, self.page_size, yielded + len(taken))
+            yield from taken
+            yielded += len(taken)
+            if not cursor:
+                self.remaining = Remaining(left, True)
+                return
+            if full:
+                count = page.get("remaining")
+                self.remaining = Remaining(
+                    count + left if isinstance(count, int) else None, bool(page.get("remainingExact"))
+                )
+                return
+        raise ApiError(f"The listing did not end after {MAX_PAGES} pages.")
+
+    def _ask(self, cursor: str | None, size: int, yielded: int) -> _Pending:
+        """The next page, asked for in the background."""
+        want = size if self.limit is None else min(size, self.limit - yielded)
+        completes = self.limit is not None and want == self.limit - yielded
+        return _Pending(self._page, want, cursor, completes)
+
+    def _page(self, want: int, cursor: str | None, count: bool) -> dict[str, Any]:
+        try:
+            return self.api.list_page(
+                want, cursor, self.where, oldest_first=self.oldest_first, count_remaining=count
+            )
+        except ApiError as exc:
+            if exc.status != 400 or want <= OLD_MAX_PAGE or "limit" not in exc.message:
+                raise
+        self.page_size = OLD_MAX_PAGE  # a stack from before pages of 1000
+        return self.api.list_page(
+            OLD_MAX_PAGE, cursor, self.where, oldest_first=self.oldest_first, count_remaining=count
+        )
+
+
+class _Pending:
+    """A call running in a daemon thread (so that Ctrl-C never waits for it); ``result()``
+    waits for it, and raises what it raised."""
+
+    def __init__(self, call: Callable[..., dict[str, Any]], *args: Any) -> None:
+        self._call, self._args = call, args
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="imgup-list-page")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._call(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self._error = exc
+
+    def result(self) -> dict[str, Any]:
+        while self._thread.is_alive():
+            self._thread.join(0.1)  # in steps, so that Ctrl-C is not held up
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
 def _upload_args(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "file_name": body["fileName"],
@@ -270,6 +402,7 @@ def _upload_args(body: dict[str, Any]) -> dict[str, Any]:
         "file_size": body["fileSize"],
         "sha256": body.get("sha256"),
         "tags": body.get("tags"),
+        "allow_duplicates": bool(body.get("allowDuplicates")),
     }
 
 

@@ -64,6 +64,8 @@ class ImgupGroup(TyperGroup):
         except (KeyboardInterrupt, _Interrupted, typer.Abort):
             output.error("Interrupted.")
             return ExitCode.INTERRUPTED
+        except _NothingPiped:
+            return ExitCode.OK
         except ImgupError as exc:
             if _debug["on"]:
                 traceback.print_exc()
@@ -103,7 +105,9 @@ app = typer.Typer(
     "then imgup list.",
 )
 local_app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Start, stop or inspect the built-in local stack."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Start, stop or inspect the built-in local stack.\n\nExample: imgup local status",
 )
 app.add_typer(local_app, name="local")
 
@@ -230,6 +234,7 @@ IMAGE_FIELDS = (
     "fileUrl",
     "thumbnailUrl",
 )
+UPLOAD_FIELDS = (*IMAGE_FIELDS, "duplicate")
 
 
 def _stdin_lines(separator: bytes = b"\n") -> list[str]:
@@ -241,13 +246,22 @@ def _stdin_lines(separator: bytes = b"\n") -> list[str]:
     return read_paths(stream.buffer, separator)
 
 
+class _NothingPiped(Exception):
+    """The items were to come from stdin, and it held none: nothing to do (exit 0), as a
+    pipeline whose first command found nothing expects (`imgup list -q ... | imgup delete -`)."""
+
+
 def _items_or_stdin(items: list[str] | None, what: str, separator: bytes = b"\n") -> list[str]:
     """The items given, or those read from stdin for '-' (or when stdin is a pipe and none
-    are given); '-' cannot be mixed with items."""
+    are given); '-' cannot be mixed with items. An empty pipe is _NothingPiped."""
     given = list(items or [])
     stdin = sys.stdin
     if given == ["-"] or (not given and stdin is not None and not stdin.isatty()):
-        return _stdin_lines(separator)
+        lines = [line for line in _stdin_lines(separator) if line.strip()]
+        if not lines:
+            output.note(f"No {what} on standard input: nothing to do.")
+            raise _NothingPiped()
+        return lines
     if "-" in given:
         raise UsageError(f"'-' (read {what} from stdin) cannot be mixed with {what} given as arguments.")
     return given
@@ -268,8 +282,14 @@ def upload(
         None, "--retries", help="Retries per request on transient errors (default: 4; or IMGUP_RETRIES)."
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="Show no progress bars."),
+    allow_duplicates: bool = typer.Option(
+        False,
+        "--allow-duplicates",
+        help="Upload files whose bytes are in the gallery already (by default each is reported "
+        "as the image that has them, and not sent again).",
+    ),
     tag: list[str] | None = typer.Option(
-        None, "--tag", "-t", help="Give every uploaded image this tag, KEY=VALUE (repeat for more)."
+        None, "--tag", help="Give every uploaded image this tag, KEY=VALUE (repeat for more)."
     ),
     json_out: bool = JsonOut,
     jsonl: bool = JsonlOut,
@@ -282,7 +302,9 @@ def upload(
     """Upload images; one result per file.
 
     Each file is checked first (a real JPEG, PNG, GIF or WebP within the size limit), then
-    sent straight to storage through a presigned URL, with progress bars, and verified.
+    sent straight to storage through a presigned URL, with progress bars, and verified. A
+    file whose bytes the gallery has already is not sent again: its result is that image,
+    with "duplicate": true. So running the same upload again sends only what is missing.
 
     Example: find . -name '*.jpg' -print0 | imgup upload -0 - --jsonl
     """
@@ -305,8 +327,15 @@ def upload(
     good, bad = collect_files(paths, max_bytes, tags)
     emitter = output.Emitter(
         fmt,
-        IMAGE_FIELDS,
-        columns=[output.NAME, output.SIZE, output.TYPE, *([output.TAGS] if tags else []), output.ID],
+        UPLOAD_FIELDS,
+        columns=[
+            output.NAME,
+            output.SIZE,
+            output.TYPE,
+            *([output.TAGS] if tags else []),
+            output.ID,
+            DUPLICATE_COLUMN,
+        ],
         plain=("imageId", "fileName"),
         hints={
             "fileName": max((len(f.name) for f in good), default=0),
@@ -317,6 +346,12 @@ def upload(
         output.error(f"{outcome.source}: {outcome.error}")
 
     def on_result(local: Any, outcome: Any) -> None:
+        if outcome.duplicate:
+            image = outcome.image
+            output.note(
+                f"{outcome.source}: already in the gallery as {image['imageId']} "
+                f"({image.get('fileName')}); not uploaded again."
+            )
         if outcome.image is not None:
             emitter.row(outcome.image)
         elif outcome.cancelled:
@@ -328,7 +363,15 @@ def upload(
     try:
         with display:
             outcomes = (
-                upload_files(good, api, concurrency=settings.concurrency, on_event=display) if good else []
+                upload_files(
+                    good,
+                    api,
+                    concurrency=settings.concurrency,
+                    on_event=display,
+                    allow_duplicates=allow_duplicates,
+                )
+                if good
+                else []
             )
     except Interrupted as stop:
         emitter.end()
@@ -342,9 +385,15 @@ def upload(
         ) from None
     emitter.end()
     uploaded = sum(1 for o in outcomes if o.image)
+    duplicates = sum(1 for o in outcomes if o.duplicate)
     total = len(paths)
     if total > 1:
-        output.note(f"Uploaded {uploaded} of {total} file{_s(total)}.")
+        already = (
+            f"; {duplicates} {'was' if duplicates == 1 else 'were'} in the gallery already"
+            if duplicates
+            else ""
+        )
+        output.note(f"Uploaded {uploaded - duplicates} of {total} file{_s(total)}{already}.")
     failure = batch_failure(total - uploaded, total, "files")
     if failure:
         raise failure
@@ -354,12 +403,37 @@ def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
 
+DUPLICATE_COLUMN = output.Column(
+    "duplicate", "Note", render=lambda v: "duplicate" if v else "", width=9, optional=True
+)
+
+
 @app.command("list")
 def list_images(
     limit: int | None = typer.Option(
         None, "--limit", "-n", min=1, help="Show at most N images, newest first (default: 50)."
     ),
     all_images: bool = typer.Option(False, "--all", "-a", help="List every image, streaming, page by page."),
+    name: str | None = typer.Option(
+        None, "--name", help="Only names matching this glob (* ? [...]; case matters), e.g. 'tmp*'."
+    ),
+    types: list[str] | None = typer.Option(
+        None, "--type", "-t", help="Only this type: jpeg, png, gif or webp (repeat it, or png,gif)."
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="Only images uploaded from then on: 2026-01-31, 2026-01-31T08:30 (local), or 7d ago.",
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Only images uploaded before then (same forms as --since)."
+    ),
+    oldest_first: bool = typer.Option(False, "--oldest-first", help="Oldest first instead of newest first."),
+    tag: list[str] | None = typer.Option(
+        None,
+        "--tag",
+        help="Only images with this tag, KEY=VALUE, or with this key, KEY (repeat: all must hold).",
+    ),
     json_out: bool = JsonOut,
     jsonl: bool = JsonlOut,
     csv_out: bool = CsvOut,
@@ -370,35 +444,29 @@ def list_images(
 ) -> None:
     """List the gallery, newest first.
 
-    A table for people, or data for scripts in the format asked for.
+    A table for people, or data for scripts in the format asked for. Shows the newest 50
+    and says how many more there are; --all streams every image. The filters are applied by
+    the API, never by reading the whole gallery here.
 
-    Example: imgup list --all --jsonl | jq -r .fileUrl
+    Example: imgup list --type png --since 7d --name 'tmp*' -q | imgup delete - --yes
     """
     from . import context
 
     fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
     if all_images and limit is not None:
         raise UsageError("Give --all or --limit, not both.")
+    where = _list_filter(name, types, since, until, tag or [])
     shown_limit = None if all_images else (limit or DEFAULT_LIST_LIMIT)
     settings = context.settings(stack_name=stack_name, region=region, target=_target(local))
-    # One more than is shown says whether there are more, without another request.
-    images = context.list_images(
-        settings,
-        None if shown_limit is None else shown_limit + 1,
-        page_size=100 if shown_limit is None else min(shown_limit + 1, 100),
-    )
+    listing = context.listing(settings, where, oldest_first=oldest_first, limit=shown_limit)
     emitter = output.Emitter(
         fmt,
         IMAGE_FIELDS,
         columns=output.image_columns(),
         plain=("imageId", "fileName", "fileType", "fileSize", "uploadedAt"),
     )
-    more = False
     first_page: list[dict[str, Any]] = []
-    for image in images:
-        if shown_limit is not None and emitter.count + len(first_page) >= shown_limit:
-            more = True
-            break
+    for image in listing:
         if fmt is output.Format.TABLE and shown_limit is not None:
             first_page.append(image)  # a table of a known page fits its longest name
             continue
@@ -411,12 +479,73 @@ def list_images(
         for image in first_page:
             emitter.row(image)
     emitter.end()
-    if emitter.count == 0:
-        output.note("No images yet. Upload one: imgup upload photo.jpg")
-    elif more:
-        output.note(f"The newest {emitter.count} are shown; there are more. See all: imgup list --all")
-    elif fmt is output.Format.TABLE:
-        output.note(f"{emitter.count} image{_s(emitter.count)}")
+    _say_what_was_listed(emitter.count, listing.remaining, where, oldest_first, fmt)
+
+
+def _list_filter(
+    name: str | None, types: list[str] | None, since: str | None, until: str | None, tags: list[str]
+) -> Any:
+    """The filters of ``imgup list`` as the API takes them; a usage error for a bad one."""
+    import datetime as dt
+
+    from .backend import rules
+    from .moments import parse_when, utc_stamp
+
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        where = rules.ListFilter(
+            name=rules.parse_glob(name),
+            types=rules.parse_types(",".join(types or [])),
+            since=None if since is None else utc_stamp(parse_when(since, "--since", now)),
+            until=None if until is None else utc_stamp(parse_when(until, "--until", now)),
+            tags=rules.parse_tag_filters(tags),
+        )
+    except rules.ValidationError as exc:
+        message = exc.message.replace("name must", "--name must").replace("type must", "--type must")
+        raise UsageError(f"--tag: {message}" if exc.field == "tag" else message) from None
+    if where.since is not None and where.until is not None and where.since >= where.until:
+        raise UsageError("--since must be before --until.")
+    return where
+
+
+def _say_what_was_listed(count: int, remaining: Any, where: Any, oldest_first: bool, fmt: Any) -> None:
+    """The note after a listing: how many were shown, and how many more there are."""
+    what = "images that match" if not where.empty else "images"
+    if count == 0:
+        output.note(
+            "No image matches." if not where.empty else "No images yet. Upload one: imgup upload photo.jpg"
+        )
+        return
+    if remaining is None or (remaining.exact and remaining.count == 0):
+        if fmt is output.Format.TABLE:
+            output.note(f"{count} image{_s(count)}")
+        return
+    which = "oldest" if oldest_first else "newest"
+    if remaining.count is None:
+        told = f"The {which} {count} {what} are shown; there are more."
+    elif remaining.exact:
+        told = f"The {which} {count} of {count + remaining.count:,} {what} are shown."
+    elif remaining.count:
+        told = f"The {which} {count} of at least {count + remaining.count:,} {what} are shown."
+    else:
+        told = f"The {which} {count} {what} are shown; there may be more."
+    output.note(f"{told} See all: imgup list --all{_filter_options(where, oldest_first)}")
+
+
+def _filter_options(where: Any, oldest_first: bool) -> str:
+    import shlex
+
+    options = []
+    if where.name is not None:
+        options.append(f"--name {shlex.quote(where.name)}")
+    if where.types:
+        options.append("--type " + ",".join(t.split("/", 1)[1] for t in where.types))
+    for option, stamp in (("--since", where.since), ("--until", where.until)):
+        if stamp is not None:
+            options.append(f"{option} {stamp}")
+    if oldest_first:
+        options.append("--oldest-first")
+    return "".join(" " + option for option in options)
 
 
 DEFAULT_LIST_LIMIT = 50
@@ -702,6 +831,49 @@ def open_image(
         output.emit_line(url)
 
 
+SHARE_FIELDS = ("imageId", "url", "expiresAt", "expiresIn")
+
+
+@app.command()
+def share(
+    image_ids: list[str] | None = typer.Argument(
+        None, help="Ids of the images; '-' (or a pipe) reads them from stdin, one per line."
+    ),
+    expires: str = typer.Option(
+        "1h", "--expires", "-e", help="How long each link works: 90s, 30m, 12h, 7d (at most 7d; default 1h)."
+    ),
+    json_out: bool = JsonOut,
+    jsonl: bool = JsonlOut,
+    csv_out: bool = CsvOut,
+    quiet: bool = QuietOut,
+    stack_name: str | None = StackNameOption,
+    region: str | None = RegionOption,
+    local: bool | None = TargetOption,
+) -> None:
+    """Make links to images that anyone can open, for a while.
+
+    Each link works in any browser, without the API key, for exactly the time given (up to
+    7 days); then it answers 410 Gone. Deleting the image ends its links at once.
+
+    Example: imgup share 0f8e0c1c-3a8e-4f4e-9f3a-2b7c8d9e0a1b --expires 2d
+    """
+    from . import context
+    from .backend.rules import MAX_SHARE_SECONDS
+    from .images import share_image
+    from .moments import describe_seconds, parse_duration
+
+    fmt = output.resolve_format(json_out=json_out, jsonl=jsonl, csv_out=csv_out, quiet=quiet)
+    seconds = parse_duration(expires, "--expires", maximum=MAX_SHARE_SECONDS)
+    ids = _ids(image_ids)
+    api = context.image_api(context.settings(stack_name=stack_name, region=region, target=_target(local)))
+    emitter = output.Emitter(fmt, SHARE_FIELDS, plain=("url",), vertical=True)
+    try:
+        _each_image(ids, lambda image_id: share_image(api, image_id, seconds), emitter, "links")
+    finally:
+        if emitter.count:
+            output.note(f"Each link works for {describe_seconds(seconds)}, for anyone who has it.")
+
+
 @app.command()
 def gallery(
     port: int = typer.Option(
@@ -873,7 +1045,10 @@ def doctor(
 
 @local_app.command("start")
 def local_start() -> None:
-    """Start the local stack (moto + API emulator) in the background; print its URL."""
+    """Start the local stack (moto + API emulator) in the background; print its URL.
+
+    Example: imgup local start
+    """
     from .local import control
 
     found, started = control.start()
@@ -886,7 +1061,10 @@ def local_start() -> None:
 
 @local_app.command("stop")
 def local_stop() -> None:
-    """Stop the local stack (everything deployed on it is gone)."""
+    """Stop the local stack (everything deployed on it is gone).
+
+    Example: imgup local stop
+    """
     from .local import control
 
     output.note("Stopped the local stack." if control.stop() else "The local stack was not running.")
@@ -894,7 +1072,10 @@ def local_stop() -> None:
 
 @local_app.command("status")
 def local_status(json_out: bool = JsonOption) -> None:
-    """Say whether the local stack runs, where, and where its log is."""
+    """Say whether the local stack runs, where, and where its log is.
+
+    Example: imgup local status --json
+    """
     from .config import local_state_dir
     from .local import control
 

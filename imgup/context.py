@@ -207,8 +207,12 @@ def upload_api(settings: Settings) -> tuple[ImageApi, int]:
     return image_api(settings, deployment), deployment.max_upload_bytes
 
 
-def list_images(settings: Settings, limit: int | None, page_size: int) -> Iterator[dict[str, Any]]:
-    return image_api(settings).iter_images(limit=limit, page_size=page_size)
+def listing(settings: Settings, where: Any, *, oldest_first: bool, limit: int | None) -> Any:
+    """The images of the selected deployment that pass ``where``, read page by page as
+    they are iterated (an ``imgup.api.Listing``: after it, ``remaining`` says what is left)."""
+    from .api import Listing
+
+    return Listing(image_api(settings), where=where, oldest_first=oldest_first, limit=limit)
 
 
 def delete_images(api: ImageApi, image_ids: list[str]) -> Iterator[tuple[str, str | None, int | None]]:

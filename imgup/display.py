@@ -134,9 +134,9 @@ class UploadDisplay:
                 self.progress.remove_task(task)
             else:
                 sent = 0
-            if outcome.error:
-                self.failed += 1
-                # The bytes of a failed file will not be sent: keep the overall bar honest.
+            if outcome.error or outcome.duplicate:
+                self.failed += 1 if outcome.error else 0
+                # The bytes of a failed or duplicate file are not sent: keep the bar honest.
                 self.progress.update(
                     self._overall, total=max(0, (self._overall_task().total or 0) - local.size)
                 )

@@ -1,4 +1,5 @@
-"""Managing stored images from the client: fetch one's details, download its bytes verified.
+"""Managing stored images from the client: fetch one's details, download its bytes verified,
+share a link to it.
 
 UI-free like imgup.uploads: each function returns a result or raises an ImgupError whose
 message says what went wrong with that one image (the command reports it and goes on).
@@ -140,3 +141,25 @@ def _place(temporary: Path, target: Path, force: bool) -> None:
         if target.exists():
             raise ItemFailed(f"{target} exists; pass --force to overwrite it.") from None
         os.replace(temporary, target)
+
+
+def share_image(api: ImageApi, image_id: str, expires_in: int) -> dict[str, Any]:
+    """A link to the image that anyone can open for ``expires_in`` seconds: the API's URL and
+    the path it answers. The result: the image's id, the ``url``, ``expiresAt`` (UTC) and
+    ``expiresIn`` (seconds)."""
+    check_id(image_id)
+    try:
+        answer = api.share(image_id, expires_in)
+    except ApiError as exc:
+        if exc.status == 404:
+            raise ItemFailed("not in the gallery.") from None
+        raise
+    path = str(answer.get("sharePath") or "")
+    if not path.startswith("/share/"):
+        raise ApiError("The API answered a share request without a share path.")
+    return {
+        "imageId": image_id,
+        "url": api.base_url + path,
+        "expiresAt": answer.get("expiresAt"),
+        "expiresIn": answer.get("expiresIn", expires_in),
+    }

@@ -10,7 +10,10 @@ command renders them.
    ``complete`` can verify the bytes.
 2. ``upload_files`` streams them through the API:
    - presign: one ``POST /uploads`` for up to 100 files, asked for before the PUT workers run
-     dry, so that grants wait a short while only (their URLs expire);
+     dry, so that grants wait a short while only (their URLs expire); a file whose bytes are
+     in the gallery already (same SHA-256) is answered with that image and not sent
+     (unless ``allow_duplicates``), and so is a second file of a run with the same bytes
+     as another, once that one is done;
    - PUT: ``concurrency`` workers each send one file as a stream with exactly the signed
      headers, retrying transport errors, 5xx and 429 (bounded backoff with jitter); a URL
      that expired before or during its attempts is replaced by a fresh one;
@@ -79,6 +82,11 @@ class Outcome:
     image: dict[str, Any] | None = None
     error: str | None = None
     cancelled: bool = False  # stopped by Ctrl-C before it was uploaded
+
+    @property
+    def duplicate(self) -> bool:
+        """The bytes were in the gallery already: ``image`` is that image, nothing was sent."""
+        return bool(self.image and self.image.get("duplicate"))
 
 
 # --- events (what a renderer sees) ------------------------------------------------------------
@@ -352,7 +360,27 @@ def result_of(local: LocalFile, grant: Grant, image: dict[str, Any]) -> dict[str
         "tags": image.get("tags", dict(local.tags or {})),
         "fileUrl": image.get("fileUrl", grant.file_url),
         "thumbnailUrl": image.get("thumbnailUrl"),
+        "duplicate": False,
     }
+    return result
+
+
+def duplicate_of(local: LocalFile, image: dict[str, Any]) -> dict[str, Any]:
+    """The result of a file whose bytes the gallery holds already: that image, as it is."""
+    keep = (
+        "imageId",
+        "fileName",
+        "fileSize",
+        "fileType",
+        "width",
+        "height",
+        "sha256",
+        "uploadedAt",
+        "fileUrl",
+    )
+    result = {name: image.get(name) for name in keep}
+    result["sha256"] = result["sha256"] or local.sha256
+    result["duplicate"] = True
     return result
 
 
@@ -401,27 +429,39 @@ def upload_files(
     on_event: Callable[[Event], None] = lambda event: None,
     cancel: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    allow_duplicates: bool = False,
 ) -> list[Outcome]:
     """Upload checked files; an Outcome for each, in the order they finished.
 
     ``on_event`` sees every event (Started, Sent, Stored, Finished). Sent events come from
     worker threads; the others from the calling thread. See the module docstring for the
-    pipeline and for Ctrl-C (Interrupted).
+    pipeline, duplicates and Ctrl-C (Interrupted).
     """
     uploader = Uploader(api, cancel=cancel or threading.Event(), clock=clock)
-    return _Pipeline(uploader, concurrency, on_event).run(files)
+    return _Pipeline(uploader, concurrency, on_event, allow_duplicates).run(files)
 
 
 class _Pipeline:
-    def __init__(self, uploader: Uploader, concurrency: int, on_event: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        uploader: Uploader,
+        concurrency: int,
+        on_event: Callable[[Event], None],
+        allow_duplicates: bool = False,
+    ) -> None:
         self.up = uploader
         self.api = uploader.api
         self.concurrency = max(1, concurrency)
         self.on_event = on_event
+        self.allow_duplicates = allow_duplicates
+        # Files with the same bytes as one before them in the run: sent once, reported with it.
+        self.copies: dict[LocalFile, list[LocalFile]] = {}
         # Workers for the PUTs, plus one for a presign and one for a completion in flight.
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency + 2, thread_name_prefix="upload")
 
     def run(self, files: Sequence[LocalFile]) -> list[Outcome]:
+        if not self.allow_duplicates:
+            files = self._set_copies_aside(files)
         run = _Run(waiting=deque(files), started=self.up.clock())
         try:
             with _sigint_sets(self.up.cancel):
@@ -435,8 +475,9 @@ class _Pipeline:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             self._interrupted(run)
+            copies = sum(len(c) for c in self.copies.values())
             raise Interrupted(
-                run.outcomes, len(run.waiting) + len(run.grants) + len(run.presigning)
+                run.outcomes, len(run.waiting) + len(run.grants) + len(run.presigning) + copies
             ) from None
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -449,7 +490,7 @@ class _Pipeline:
         if run.presign is None and run.waiting and len(run.grants) < 2 * self.concurrency:
             size = self._presign_size(run)
             run.presigning = [run.waiting.popleft() for _ in range(min(size, len(run.waiting)))]
-            bodies = [_upload_body(f) for f in run.presigning]
+            bodies = [_upload_body(f, self.allow_duplicates) for f in run.presigning]
             run.presign = pool.submit(self.api.request_uploads, bodies)
         while run.grants and len(run.puts) < self.concurrency and not self.up.cancel.is_set():
             local, grant = run.grants.popleft()
@@ -523,7 +564,9 @@ class _Pipeline:
             return
         now = self.up.clock()
         for local, answer in zip(batch, answers, strict=True):
-            if "error" in answer or "uploadUrl" not in answer:
+            if answer.get("duplicate") is True and "error" not in answer:
+                self._finish(run, local, Outcome(str(local.path), image=duplicate_of(local, answer)))
+            elif "error" in answer or "uploadUrl" not in answer:
                 self._finish(
                     run, local, Outcome(str(local.path), error=str(answer.get("error") or "refused"))
                 )
@@ -573,6 +616,25 @@ class _Pipeline:
     def _finish(self, run: _Run, local: LocalFile, outcome: Outcome) -> None:
         run.outcomes.append(outcome)
         self.on_event(Finished(local, outcome))
+        for copy in self.copies.pop(local, []):
+            if outcome.image is not None:
+                same = Outcome(str(copy.path), image=duplicate_of(copy, outcome.image))
+            else:
+                same = Outcome(str(copy.path), error=f"has the same bytes as {local.path}, which failed.")
+            run.outcomes.append(same)
+            self.on_event(Finished(copy, same))
+
+    def _set_copies_aside(self, files: Sequence[LocalFile]) -> list[LocalFile]:
+        """The files to send: the first of each SHA-256; the others wait for it."""
+        first: dict[str, LocalFile] = {}
+        unique: list[LocalFile] = []
+        for local in files:
+            if local.sha256 in first:
+                self.copies.setdefault(first[local.sha256], []).append(local)
+            else:
+                first[local.sha256] = local
+                unique.append(local)
+        return unique
 
     # --- Ctrl-C ----------------------------------------------------------------------------
 
@@ -633,7 +695,7 @@ class _sigint_sets:  # noqa: N801 - a context manager used like a function
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _upload_body(local: LocalFile) -> dict[str, Any]:
+def _upload_body(local: LocalFile, allow_duplicates: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "fileName": local.name,
         "fileType": local.file_type,
@@ -642,4 +704,6 @@ def _upload_body(local: LocalFile) -> dict[str, Any]:
     }
     if local.tags:
         body["tags"] = dict(local.tags)
+    if allow_duplicates:
+        body["allowDuplicates"] = True
     return body

@@ -24,6 +24,7 @@ COMMANDS = [
     ["gallery"],
     ["tag"],
     ["untag"],
+    ["share"],
     ["status"],
     ["cleanup"],
     ["doctor"],
@@ -41,6 +42,21 @@ def test_every_command_has_help_text(command: list[str]) -> None:
     assert "Usage" in result.output
     summary = result.output.split("Usage", 1)[1]
     assert len(summary.strip().splitlines()) > 2
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_help_shows_an_example_of_itself(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    examples = [line.strip() for line in result.output.splitlines() if line.strip().startswith("Example:")]
+    assert examples, result.output
+    assert "imgup " + command[0] in examples[0]
+
+
+def test_every_command_of_the_app_is_in_the_list_of_commands() -> None:
+    names = {(command.name or command.callback.__name__,) for command in app.registered_commands} | {
+        ("local",)
+    }
+    assert names == {tuple(c[:1]) for c in COMMANDS}
 
 
 def test_python_dash_m_imgup_help_runs_in_a_subprocess() -> None:
@@ -434,3 +450,13 @@ def test_the_core_imports_neither_typer_nor_rich(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize(
+    "command", [["upload", "-"], ["delete", "-", "--yes"], ["show"], ["download", "-"], ["share"]]
+)
+def test_an_empty_pipe_is_nothing_to_do_and_exits_0(command: list[str]) -> None:
+    # `imgup list -q --name 'tmp*' | imgup delete - --yes` on a day when nothing matches.
+    result = run_imgup(*command, stdin="")
+    assert (result.code, result.stdout) == (0, "")
+    assert "on standard input: nothing to do." in result.stderr

@@ -43,6 +43,8 @@ ENV_NAMES = {
     "PENDING_TTL_SECONDS",
     "ALLOWED_ORIGIN",
 }
+# Only ImagesFunction serves share links, so only it is told where the share secret is.
+EXTRA_ENV = {"ImagesFunction": {"SHARE_SECRET_ID"}}
 PARAMETERS = {
     "CodeBucket",
     "CodeKey",
@@ -75,7 +77,11 @@ ROUTES = {
     ("/images/{imageId}", "DELETE"): "DeleteFunction",
     ("/images/{imageId}/complete", "POST"): "CompleteFunction",
     ("/images/{imageId}/tags", "POST"): "ImagesFunction",
+    ("/images/{imageId}/share", "POST"): "ImagesFunction",
+    ("/share/{token}", "GET"): "ImagesFunction",
 }
+# Opened in a browser by whoever has the link: the signed token is the credential.
+KEYLESS = {("/share/{token}", "GET")}
 PREFLIGHT = {
     ("/upload", "OPTIONS"),
     ("/uploads", "OPTIONS"),
@@ -84,6 +90,7 @@ PREFLIGHT = {
     ("/images/{imageId}", "OPTIONS"),
     ("/images/{imageId}/complete", "OPTIONS"),
     ("/images/{imageId}/tags", "OPTIONS"),
+    ("/images/{imageId}/share", "OPTIONS"),
 }
 # Types that moto's CloudFormation skips (DESIGN.md); an Output naming one of
 # them breaks CreateStack on moto (GetAtt) or vanishes there (Ref).
@@ -282,7 +289,7 @@ S3_ACTIONS = {
     },
 }
 DYNAMODB_ACTIONS = {
-    "UploadRole": {"dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+    "UploadRole": {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Query"},
     "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: tags
     "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
     "DeleteRole": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
@@ -342,7 +349,9 @@ def test_every_api_route_has_its_own_invoke_permission(template):
         for props in _resources_of_type(template, "AWS::Lambda::Permission").values()
         if props["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
-    expected = {f"/{method}{path}".replace("{imageId}", "*") for path, method in ROUTES}
+    expected = {
+        f"/{method}{path}".replace("{imageId}", "*").replace("{token}", "*") for path, method in ROUTES
+    }
     assert granted == expected
 
 
@@ -396,7 +405,7 @@ def test_the_image_bucket_blocks_all_public_access_and_encrypts_with_the_key(tem
 
 def test_every_lambda_permission_is_scoped_by_source_arn(template):
     permissions = _resources_of_type(template, "AWS::Lambda::Permission")
-    assert len(permissions) == 9  # one per route (8) and the S3 event
+    assert len(permissions) == 11  # one per route (10) and the S3 event
     for name, permission in permissions.items():
         assert "SourceArn" in permission["Properties"], name
 
@@ -501,6 +510,7 @@ def test_moto_skips_only_the_resource_types_known_to_be_skipped(deployed, templa
     # the known ones are listed in DESIGN.md and emulated or irrelevant locally.
     skipped = set(template["Resources"]) - set(deployed["resources"])
     skipped -= {"AlertSubscription"}  # its condition is false without AlertEmail
+    skipped -= {"ShareSecret"}  # not on moto (NotOnMoto): deploy --local makes it through moto's API
     assert {template["Resources"][name]["Type"] for name in skipped} <= MOTO_SKIPPED
     assert {"UsagePlan", "ApiStage", "ApiKey"} <= skipped
 
@@ -541,7 +551,7 @@ def test_the_api_has_exactly_the_routes_each_needing_the_api_key(deployed):
         arn = awslambda.get_function_configuration(FunctionName=deployed["resources"][logical_id])[
             "FunctionArn"
         ]
-        assert detail["apiKeyRequired"] is True, route
+        assert detail["apiKeyRequired"] is (route not in KEYLESS), route
         assert detail["methodIntegration"]["type"] == "AWS_PROXY", route
         assert f"/functions/{arn}/invocations" in detail["methodIntegration"]["uri"], route
     for route in PREFLIGHT:
@@ -554,13 +564,14 @@ def test_the_table_and_its_sparse_ready_index_exist(deployed):
     table = dynamodb.describe_table(TableName=deployed["outputs"]["TableName"])["Table"]
     assert table["KeySchema"] == [{"AttributeName": "imageId", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "ReadyByDate"
-    assert index["KeySchema"] == [
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"ReadyByDate", "ReadyBySha256"}
+    assert indexes["ReadyByDate"]["KeySchema"] == [
         {"AttributeName": "galleryPk", "KeyType": "HASH"},
         {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
     ]
-    assert index["Projection"]["ProjectionType"] == "ALL"
+    assert indexes["ReadyBySha256"]["KeySchema"] == [{"AttributeName": "readySha256", "KeyType": "HASH"}]
+    assert {index["Projection"]["ProjectionType"] for index in indexes.values()} == {"ALL"}
 
 
 def test_the_image_bucket_exists_and_is_encrypted_with_kms(deployed):
@@ -569,3 +580,37 @@ def test_the_image_bucket_exists_and_is_encrypted_with_kms(deployed):
     s3.head_bucket(Bucket=bucket)
     rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+
+
+def test_the_share_secret_is_generated_encrypted_with_the_key_and_readable_by_images_only(template):
+    secret = template["Resources"]["ShareSecret"]
+    assert secret["Condition"] == "NotOnMoto"
+    props = secret["Properties"]
+    assert props["KmsKeyId"] == {"Fn::GetAtt": ["Key", "Arn"]}
+    assert props["GenerateSecretString"]["PasswordLength"] >= 32
+    readers = {
+        role
+        for role in S3_ACTIONS
+        if "secretsmanager:GetSecretValue" in _role_actions(template, role, "secretsmanager")
+    }
+    assert readers == {"ImagesRole"}
+    for _, statement in _policy_statements(template["Resources"]["ImagesRole"]["Properties"]["Policies"]):
+        if "secretsmanager:GetSecretValue" in _as_list(statement["Action"]):
+            assert _as_list(statement["Action"]) == ["secretsmanager:GetSecretValue"]
+            on_aws = statement["Resource"]["Fn::If"][2]
+            assert on_aws == {"Ref": "ShareSecret"}
+
+
+def test_only_the_share_link_route_is_open_without_the_api_key(template):
+    open_methods = {
+        name
+        for name, method in _resources_of_type(template, "AWS::ApiGateway::Method").items()
+        if not method["Properties"]["ApiKeyRequired"] and method["Properties"]["HttpMethod"] != "OPTIONS"
+    }
+    assert open_methods == {"ShareGetMethod"}
+
+
+def test_the_duplicate_lookup_may_query_only_the_sha256_index(template):
+    for _, statement in _policy_statements(template["Resources"]["UploadRole"]["Properties"]["Policies"]):
+        if "dynamodb:Query" in _as_list(statement["Action"]):
+            assert statement["Resource"] == {"Fn::Sub": "${ImageTable.Arn}/index/ReadyBySha256"}

@@ -17,6 +17,7 @@ import binascii
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -29,8 +30,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from . import completion, rules, storage, thumbnails
-from .settings import ConfigError, Settings, clients
+from . import completion, rules, sharing, storage, thumbnails
+from .settings import ConfigError, Settings, clients, share_secret
 from .storage import ImageRecord, ImageStore
 
 __all__ = ["MAX_BODY_BYTES", "complete", "delete", "images", "upload"]
@@ -45,9 +46,15 @@ MAX_BATCH_BODY_BYTES = 256 * 1024
 """The largest ``POST /uploads`` body: 100 entries with the longest names, escaped, fit."""
 
 BATCH_WORKERS = 8
-"""Completions that ``POST /uploads/complete`` runs at once (each waits on S3 and DynamoDB)."""
+"""Completions that ``POST /uploads/complete`` runs at once (each waits on S3 and DynamoDB),
+and lookups of duplicates that ``POST /uploads`` runs at once."""
+
+SHARE_REDIRECT_SECONDS = 300
+"""The longest life of the presigned GET that a share link redirects to (never longer than the
+link has left): the browser follows it at once, and a fresh one is made on every visit."""
 
 UPLOAD_MESSAGE = "Upload URL generated successfully"
+DUPLICATE_MESSAGE = "The image is already in the gallery; nothing to upload"
 INTERNAL_ERROR = "Internal server error"
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -205,6 +212,25 @@ class Request:
     params: dict[str, str]
     request_id: str
     log: dict[str, Any]
+    credentials: Any = None
+    _signer: storage.DownloadSigner | None = None
+
+    def file_url(self, record: ImageRecord, expires_in: int | None = None) -> str:
+        """A presigned GET of the image's verified version."""
+        return self._download_url(record.s3_key, record.file_type, record.version_id, expires_in)
+
+    def _download_url(
+        self, key: str, content_type: str, version_id: str | None, expires_in: int | None = None
+    ) -> str:
+        """A presigned GET of one version of an object (the image, or its thumbnail)."""
+        if self._signer is None:
+            self._signer = storage.DownloadSigner(self.s3, self.credentials, self.settings.bucket_name)
+        return self._signer.url(
+            key,
+            expires_in=expires_in or self.settings.download_url_expiry_seconds,
+            content_type=content_type,
+            version_id=version_id,
+        )
 
     def image_json(self, record: ImageRecord) -> dict[str, Any]:
         """An image as the API shows it: the original fields, plus sha256, width and height
@@ -212,7 +238,7 @@ class Request:
         image: dict[str, Any] = {
             "imageId": record.image_id,
             "fileName": record.file_name,
-            "fileUrl": self._download_url(record.s3_key, record.file_type, record.version_id),
+            "fileUrl": self.file_url(record),
             "fileType": record.file_type,
             "fileSize": record.file_size,
             "uploadedAt": record.uploaded_at,
@@ -230,19 +256,9 @@ class Request:
             )
         return image
 
-    def _download_url(self, key: str, content_type: str, version_id: str | None) -> str:
-        """A presigned GET of one version of an object (the image, or its thumbnail)."""
-        return storage.presign_download(
-            self.s3,
-            bucket=self.settings.bucket_name,
-            key=key,
-            expires_in=self.settings.download_url_expiry_seconds,
-            content_type=content_type,
-            version_id=version_id,
-        )
 
-
-Route = Callable[[Request], tuple[int, dict[str, Any]]]
+Route = Callable[[Request], tuple[Any, ...]]
+"""A route answers (status, body) or (status, body, extra headers)."""
 
 
 def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[ImageRecord, dict[str, Any]]:
@@ -271,13 +287,7 @@ def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[Im
         sha256_hex=upload.sha256,
         expires_in=settings.url_expiry_seconds,
     )
-    file_url = storage.presign_download(
-        req.s3,
-        bucket=settings.bucket_name,
-        key=record.s3_key,
-        expires_in=settings.download_url_expiry_seconds,
-        content_type=upload.file_type,
-    )
+    file_url = req.file_url(record)
     return record, {
         "imageId": image_id,
         "uploadUrl": upload_url,
@@ -290,30 +300,57 @@ def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[Im
 
 def _route_upload(req: Request) -> tuple[int, dict[str, Any]]:
     upload = rules.validate_upload_request(_json_object(_raw_body(req.event)), req.settings.max_upload_bytes)
+    existing = _duplicates(req, [upload]).get(upload.sha256 or "")
+    if existing is not None:
+        req.log.update(imageId=existing.image_id, duplicate=True)
+        return 200, {"message": DUPLICATE_MESSAGE, "duplicate": True, **req.image_json(existing)}
     record, granted = _grant(req, upload, clock())
     req.log.update(imageId=record.image_id, fileType=upload.file_type, fileSize=upload.file_size)
     req.store.create_pending(record)
     return 200, {"message": UPLOAD_MESSAGE, **granted}
 
 
+def _duplicates(req: Request, uploads: list[rules.UploadRequest]) -> dict[str, ImageRecord]:
+    """The ready images that already hold the bytes of these uploads, by SHA-256: one Query of
+    the ReadyBySha256 index per distinct digest (several at once), for the uploads that
+    declare a digest and do not allow duplicates. The original API sends no digest: no cost."""
+    digests = sorted({u.sha256 for u in uploads if u.sha256 and not u.allow_duplicates})
+    if len(digests) <= 1:
+        found = [req.store.find_ready(digest) for digest in digests]
+    else:
+        with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(digests))) as pool:
+            found = list(pool.map(req.store.find_ready, digests))
+    return {digest: record for digest, record in zip(digests, found, strict=True) if record is not None}
+
+
 def _route_uploads(req: Request) -> tuple[int, dict[str, Any]]:
-    """Presign up to 100 files; a refused entry never fails the others."""
+    """Presign up to 100 files; a refused entry never fails the others, and a file whose bytes
+    are in the gallery already is answered with that image."""
     files = rules.validate_batch(_json_object(_raw_body(req.event, MAX_BATCH_BODY_BYTES)), "files")
     now = clock()
-    records: list[ImageRecord] = []
-    entries: list[dict[str, Any]] = []
-    for index, body in enumerate(files):
+    uploads: list[rules.UploadRequest | rules.ValidationError] = []
+    for body in files:
         try:
             if not isinstance(body, dict):
                 raise rules.ValidationError("Each entry of files must be a JSON object")
-            upload = rules.validate_upload_request(body, req.settings.max_upload_bytes)
+            uploads.append(rules.validate_upload_request(body, req.settings.max_upload_bytes))
         except rules.ValidationError as exc:
-            entries.append(_refusal_entry({"index": index}, exc))
-            continue
-        record, granted = _grant(req, upload, now)
-        records.append(record)
-        entries.append({"index": index, **granted})
-    req.log.update(count=len(entries), granted=len(records))
+            uploads.append(exc)
+    existing = _duplicates(req, [u for u in uploads if isinstance(u, rules.UploadRequest)])
+    records: list[ImageRecord] = []
+    entries: list[dict[str, Any]] = []
+    for index, upload in enumerate(uploads):
+        if isinstance(upload, rules.ValidationError):
+            entries.append(_refusal_entry({"index": index}, upload))
+        elif not upload.allow_duplicates and upload.sha256 in existing:
+            entries.append({"index": index, "duplicate": True, **req.image_json(existing[upload.sha256])})
+        else:
+            record, granted = _grant(req, upload, now)
+            records.append(record)
+            entries.append({"index": index, **granted})
+    req.log.update(
+        count=len(entries), granted=len(records), duplicates=sum(1 for e in entries if "duplicate" in e)
+    )
     try:
         req.store.create_pending_many(records)
     except storage.Busy:
@@ -329,18 +366,40 @@ def _refusal_entry(entry: dict[str, Any], exc: rules.ValidationError) -> dict[st
 
 
 def _route_list(req: Request) -> tuple[int, dict[str, Any]]:
-    query = _query(req.event)
-    limit = rules.parse_limit(query.get("limit"))
-    raw_cursor = query.get("cursor")
-    start_key = None if raw_cursor in (None, "") else rules.decode_cursor(raw_cursor)
-    records, next_key = req.store.list_ready(limit=limit, start_key=start_key)
+    """A page of the gallery, filtered and ordered as asked; with ``countRemaining``, how many
+    images come after a full page (a bounded count: see ImageStore.count_ready)."""
+    query = rules.parse_list_query(_list_params(req.event))
+    where, oldest = query.filter, query.oldest_first
+    records, next_key = req.store.list_ready(
+        limit=query.limit, start_key=query.start_key, where=where, oldest_first=oldest
+    )
     images = [req.image_json(record) for record in records]
-    req.log.update(count=len(images))
-    return 200, {
+    answer: dict[str, Any] = {
         "images": images,
         "count": len(images),
         "nextCursor": None if next_key is None else rules.encode_cursor(next_key),
+        "order": "oldest" if oldest else "newest",
+        "filter": where.to_json(),
     }
+    # Counted after a full page only: a short one (a filter that kept few within the read
+    # budget) is followed by another request anyway, which counts.
+    if query.count_remaining and (next_key is None or len(records) == query.limit):
+        remaining, exact = (0, True)
+        if next_key is not None:
+            remaining, exact = req.store.count_ready(start_key=next_key, where=where, oldest_first=oldest)
+        answer.update(remaining=remaining, remainingExact=exact)
+    req.log.update(count=len(images), filtered=not where.empty)
+    return 200, answer
+
+
+def _list_params(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The query parameters, with every ``tag`` when it is repeated (API Gateway keeps only
+    the last in queryStringParameters)."""
+    params = dict(_query(event))
+    multi = event.get("multiValueQueryStringParameters")
+    if isinstance(multi, dict) and isinstance(multi.get("tag"), list) and len(multi["tag"]) > 1:
+        params["tag"] = multi["tag"]
+    return params
 
 
 def _route_get(req: Request) -> tuple[int, dict[str, Any]]:
@@ -424,6 +483,52 @@ def _route_complete_many(req: Request) -> tuple[int, dict[str, Any]]:
     return 200, {"images": images, "count": len(images)}
 
 
+def _share_secret(settings: Settings) -> bytes:
+    if settings.share_secret_id is None:
+        raise ConfigError("SHARE_SECRET_ID is not set")
+    return share_secret(settings.connection, settings.share_secret_id)
+
+
+def _route_share(req: Request) -> tuple[int, dict[str, Any]]:
+    """A link to a ready image that works for ``expiresIn`` seconds (up to 7 days): the path
+    ``/share/<token>`` of this API, whose token is signed with the stack's share secret."""
+    image_id = _image_id(req.params)
+    req.log.update(imageId=image_id)
+    raw = _raw_body(req.event)
+    expires_in = rules.validate_expires_in(None if raw is None else _json_object(raw))
+    record = req.store.get(image_id)
+    if record is None or record.status != storage.READY:
+        raise HttpError(404, "Image not found", extra={"imageId": image_id})
+    expires = math.ceil(clock().timestamp()) + expires_in  # never less life than asked for
+    token = sharing.make_token(_share_secret(req.settings), image_id, expires)
+    req.log.update(expiresIn=expires_in)
+    return 200, {
+        "imageId": image_id,
+        "sharePath": f"/share/{token}",
+        "expiresAt": rules.format_timestamp(datetime.fromtimestamp(expires, timezone.utc)),
+        "expiresIn": expires_in,
+    }
+
+
+def _route_open_share(req: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``GET /share/{token}``, opened by anyone with the link (no API key): a redirect to a
+    fresh presigned GET of the image, living no longer than the link has left."""
+    share = sharing.read_token(_share_secret(req.settings), req.params.get("token"))
+    if share is None:
+        raise HttpError(404, "This share link is not valid: check that it was copied whole")
+    req.log.update(imageId=share.image_id)
+    expires_at = rules.format_timestamp(datetime.fromtimestamp(share.expires, timezone.utc))
+    left = share.expires - clock().timestamp()
+    if left <= 0:
+        raise HttpError(410, "This share link has expired", extra={"expiredAt": expires_at})
+    record = req.store.get(share.image_id)
+    if record is None or record.status != storage.READY:
+        raise HttpError(410, "The shared image is no longer in the gallery")
+    # S3 counts a URL's life in whole seconds: in its last second, a link gives one second.
+    url = req.file_url(record, expires_in=max(1, min(int(left), SHARE_REDIRECT_SECONDS)))
+    return 302, {"url": url, "expiresAt": expires_at}, {"Location": url, "Referrer-Policy": "no-referrer"}
+
+
 def _route_delete(req: Request) -> tuple[int, dict[str, Any]]:
     image_id = _image_id(req.params)
     req.log.update(imageId=image_id)
@@ -467,6 +572,8 @@ _ROUTES: dict[str, list[tuple[str, str, Route]]] = {
         ("GET", "/images", _route_list),
         ("GET", "/images/{imageId}", _route_get),
         ("POST", "/images/{imageId}/tags", _route_tags),
+        ("POST", "/images/{imageId}/share", _route_share),
+        ("GET", "/share/{token}", _route_open_share),
     ],
     "complete": [
         ("POST", "/images/{imageId}/complete", _route_complete),
@@ -477,9 +584,13 @@ _ROUTES: dict[str, list[tuple[str, str, Route]]] = {
 _ALL_TEMPLATES = {template for routes in _ROUTES.values() for _, template, _ in routes}
 
 
+_PARAM_RE = re.compile(r"\{(\w+)\}")
+
+
 def _template_regex(template: str) -> re.Pattern[str]:
     # An optional leading stage segment ("/v1/upload"), then the template, then an optional "/".
-    body = re.escape(template).replace(re.escape("{imageId}"), "(?P<imageId>[^/]+)")
+    parts = _PARAM_RE.split(template)  # literal, name, literal, name, ..., literal
+    body = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts))
     return re.compile(rf"(?:/[^/]+)?{body}/?")
 
 
@@ -499,9 +610,10 @@ def _match(event: Mapping[str, Any], function: str) -> tuple[str, str, Route, di
     if isinstance(resource, str) and resource in _ALL_TEMPLATES:
         template = resource
         given = event.get("pathParameters")
-        if isinstance(given, dict) and isinstance(given.get("imageId"), str):
-            params["imageId"] = given["imageId"]
-    if template is None or ("{imageId}" in template and not params):
+        for name in _PARAM_RE.findall(template):
+            if isinstance(given, dict) and isinstance(given.get(name), str):
+                params[name] = given[name]
+    if template is None or len(params) < len(_PARAM_RE.findall(template)):
         path = event.get("path")
         if not isinstance(path, str):
             raise HttpError(404, "Not found")
@@ -558,9 +670,13 @@ def _serve(function: str, event: Any, context: Any, environ: Mapping[str, str] |
             params=params,
             request_id=request_id,
             log=fields,
+            credentials=connection.session.get_credentials(),
         )
-        status, body = route(req)
-        return _answer(status, body, origin, request_id)
+        status, body, *extra = route(req)
+        answer = _answer(status, body, origin, request_id)
+        for headers in extra:
+            answer["headers"].update(headers)
+        return answer
     except rules.ValidationError as exc:
         status = exc.status
         body = {"error": exc.message}
@@ -722,8 +838,9 @@ def upload(event: Any, context: Any = None, environ: Mapping[str, str] | None = 
 
 
 def images(event: Any, context: Any = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``GET /images`` (newest first, ready only, cursor pagination), ``GET /images/{imageId}``
-    and ``POST /images/{imageId}/tags``."""
+    """``GET /images`` (filtered, newest or oldest first, ready only, cursor pagination),
+    ``GET /images/{imageId}``, ``POST /images/{imageId}/tags``, ``POST /images/{imageId}/share``
+    and ``GET /share/{token}``."""
     return _serve("images", event, context, environ)
 
 

@@ -19,7 +19,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 __all__ = [
     "ALLOWED_TYPES",
@@ -39,11 +39,13 @@ __all__ = [
     "TAG_KEY_PATTERN",
     "TagChange",
     "parse_tag",
+    "parse_tag_filters",
     "validate_tag_change",
     "validate_tag_key",
     "validate_tag_keys",
     "validate_tag_value",
     "validate_tags",
+    "MAX_SHARE_SECONDS",
     "SAFE_NAME_PATTERN",
     "SIGNATURES",
     "MAX_JPEG_SEGMENTS",
@@ -52,6 +54,8 @@ __all__ = [
     "SNIFF_BYTES",
     "TYPE_LABELS",
     "ImageHeader",
+    "ListFilter",
+    "ListQuery",
     "UploadRequest",
     "ValidationError",
     "decode_cursor",
@@ -63,7 +67,12 @@ __all__ = [
     "new_image_id",
     "normalise_type",
     "object_key",
+    "glob_literals",
     "parse_limit",
+    "parse_glob",
+    "parse_list_query",
+    "parse_moment",
+    "parse_types",
     "probe_image",
     "read_image_header",
     "sanitise_name",
@@ -73,6 +82,7 @@ __all__ = [
     "validate_file_type",
     "validate_sha256",
     "validate_batch",
+    "validate_expires_in",
     "validate_image_ids",
     "validate_upload_request",
 ]
@@ -114,7 +124,9 @@ SNIFF_BYTES = 12
 # --- listing -----------------------------------------------------------------------------
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+"""The largest page ``GET /images`` serves: what a client that lists everything asks for (1000
+images with their presigned URLs are about 2 MB, well inside Lambda's 6 MB answer)."""
 GALLERY_PARTITION = "ready"
 """The constant partition value of the sparse ``ReadyByDate`` index (attribute ``galleryPk``)."""
 
@@ -156,6 +168,9 @@ class UploadRequest:
     sha256: str | None = None
     content_type: str = ""
     tags: Mapping[str, str] | None = None
+    allow_duplicates: bool = False
+    """Store these bytes even when a ready image has the same SHA-256 (else that image is the
+    answer, and nothing is uploaded)."""
 
     def __post_init__(self) -> None:
         if not self.content_type:
@@ -172,6 +187,8 @@ class UploadRequest:
             body["sha256"] = self.sha256
         if self.tags:
             body["tags"] = dict(self.tags)
+        if self.allow_duplicates:
+            body["allowDuplicates"] = True
         return body
 
 
@@ -288,9 +305,9 @@ def _missing(value: object) -> bool:
 def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
     """Validate a decoded ``POST /upload`` body against a size limit.
 
-    ``fileName``, ``fileType`` and ``fileSize`` are required, ``sha256`` and ``tags`` (see
-    :func:`validate_tags`) are optional; other fields are ignored. Raises ValidationError
-    with the status to answer.
+    ``fileName``, ``fileType`` and ``fileSize`` are required; ``sha256``, ``allowDuplicates``
+    (a boolean) and ``tags`` (see :func:`validate_tags`) are optional; other fields are
+    ignored. Raises ValidationError with the status to answer.
     """
     if not isinstance(body, dict):
         raise ValidationError("Request body must be a JSON object")
@@ -307,6 +324,10 @@ def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
     raw_sha = body.get("sha256")
     sha256 = None if raw_sha is None else validate_sha256(raw_sha)
     tags = None if body.get("tags") is None else validate_tags(body["tags"])
+    allow = body.get("allowDuplicates")
+    allow = False if allow is None else allow
+    if not isinstance(allow, bool):
+        raise ValidationError("allowDuplicates must be true or false", field="allowDuplicates")
     return UploadRequest(
         file_name=file_name,
         file_type=file_type,
@@ -314,6 +335,7 @@ def validate_upload_request(body: object, max_bytes: int) -> UploadRequest:
         sha256=sha256,
         content_type=body["fileType"].strip(),
         tags=tags or None,
+        allow_duplicates=allow,
     )
 
 
@@ -909,3 +931,241 @@ def parse_tag(text: str, *, value_needed: bool = True, field: str = "tag") -> tu
         return validate_tag_key(key, field), None
     checked = validate_tag_key(key, field)
     return checked, validate_tag_value(value, checked, field)
+
+
+# --- listing filters ---------------------------------------------------------------------
+#
+# ``GET /images`` takes its filters as query parameters: ``name`` (a glob on fileName), ``type``
+# (image types, comma-separated), ``since`` and ``until`` (moments of uploadedAt), ``order``
+# (newest or oldest first). They are validated here into a ListFilter, and the image table
+# (storage.ImageStore) serves them: dates and order from the ReadyByDate sort key, the rest
+# as a FilterExpression plus an exact check. A new filter is one more field of ListFilter, its
+# parsing below, and its clause in storage.
+
+MAX_GLOB_CHARS = MAX_FILE_NAME_CHARS
+TYPE_NAMES: Mapping[str, str] = {
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
+_MOMENT_RE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?")
+_ORDERS = ("newest", "oldest")
+_BOOLEANS = {"true": True, "false": False}
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Which ready images a listing keeps (every field None or empty: all of them).
+
+    ``name`` is a glob on fileName (``*``, ``?``, ``[...]``, case-sensitive, like
+    ``find -name``); ``types`` canonical media types; ``since`` (inclusive) and ``until``
+    (exclusive) are ``uploadedAt`` strings (format_timestamp); ``tags`` (key, value) pairs that
+    an image must all have, a value of None asking only for the key.
+    """
+
+    name: str | None = None
+    types: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    tags: tuple[tuple[str, str | None], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self == ListFilter()
+
+    def to_params(self) -> dict[str, str | list[str]]:
+        """The query parameters of ``GET /images`` that ask for this filter (``tag`` is
+        repeated, once per tag: a value may hold a comma)."""
+        params: dict[str, str | list[str]] = {}
+        for name, value in self.to_json().items():
+            if isinstance(value, list):
+                params[name] = [str(v) for v in value] if name == "tag" else ",".join(map(str, value))
+            else:
+                params[name] = str(value)
+        return params
+
+    def to_json(self) -> dict[str, object]:
+        """The filter as the API echoes it (only what was given)."""
+        given: dict[str, object] = {}
+        if self.name is not None:
+            given["name"] = self.name
+        if self.types:
+            given["type"] = list(self.types)
+        if self.since is not None:
+            given["since"] = self.since
+        if self.until is not None:
+            given["until"] = self.until
+        if self.tags:
+            given["tag"] = [key if value is None else f"{key}={value}" for key, value in self.tags]
+        return given
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A validated ``GET /images`` request."""
+
+    limit: int = DEFAULT_PAGE_SIZE
+    start_key: dict[str, str] | None = None
+    filter: ListFilter = ListFilter()
+    oldest_first: bool = False
+    count_remaining: bool = False
+
+
+def glob_literals(pattern: str) -> tuple[str, list[str]]:
+    """What every name that ``pattern`` matches must hold literally: its prefix (up to the
+    first wildcard; all of it when there is none) and the literal runs after it. Nothing after
+    a ``[`` is used (a set is not a literal), so the answer never excludes a true match."""
+    runs: list[str] = []
+    current = ""
+    for ch in pattern:
+        if ch in "*?[":
+            runs.append(current)
+            current = ""
+            if ch == "[":
+                return runs[0], [r for r in runs[1:] if r]
+            continue
+        current += ch
+    runs.append(current)
+    return runs[0], [r for r in runs[1:] if r]
+
+
+def parse_glob(raw: object) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or len(raw) > MAX_GLOB_CHARS:
+        raise ValidationError(
+            f"name must be a glob of at most {MAX_GLOB_CHARS} characters, e.g. name=*.png", field="name"
+        )
+    if any(_is_forbidden_char(ch) for ch in raw):
+        raise ValidationError("name must not contain control characters", field="name")
+    return raw
+
+
+def parse_types(raw: object) -> tuple[str, ...]:
+    if raw is None or raw == "":
+        return ()
+    wrong = ValidationError(
+        "type must be one or more of jpeg, png, gif, webp, separated by commas, e.g. type=png,jpeg",
+        field="type",
+    )
+    if not isinstance(raw, str) or len(raw) > 100:
+        raise wrong
+    found: list[str] = []
+    for part in raw.split(","):
+        name = part.strip().lower()
+        canonical = TYPE_NAMES.get(name) or normalise_type(name)
+        if canonical is None:
+            raise wrong
+        if canonical not in found:
+            found.append(canonical)
+    return tuple(found)
+
+
+def parse_moment(raw: object, field: str) -> datetime:
+    """A moment from an ISO 8601 date or date and time: ``2026-01-31`` (midnight UTC),
+    ``2026-01-31T12:00:00Z``, ``2026-01-31T12:00+02:00``; a time without a zone is UTC."""
+    if not isinstance(raw, str) or len(raw) > 40 or not _MOMENT_RE.fullmatch(raw):
+        raise ValidationError(
+            f"{field} must be an ISO 8601 date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z",
+            field=field,
+        )
+    text = raw.replace(" ", "T")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{field} is not a real date or time: {raw}", field=field) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    if not 1970 <= moment.year <= 9998:
+        raise ValidationError(f"{field} must be a moment from 1970 on", field=field)
+    return moment
+
+
+def _flag(raw: object, field: str) -> bool:
+    if raw is None or raw == "":
+        return False
+    if not isinstance(raw, str) or raw.lower() not in _BOOLEANS:
+        raise ValidationError(f"{field} must be true or false", field=field)
+    return _BOOLEANS[raw.lower()]
+
+
+def parse_tag_filters(raw: object) -> tuple[tuple[str, str | None], ...]:
+    """The ``tag`` parameter(s) of ``GET /images``: ``KEY=VALUE`` (the image has that tag) or
+    ``KEY`` (it has the key), one per parameter, at most MAX_TAGS; all must hold."""
+    if raw is None or raw == "":
+        return ()
+    given = raw if isinstance(raw, list) else [raw]
+    if len(given) > MAX_TAGS or not all(isinstance(g, str) for g in given):
+        raise ValidationError(f"tag is KEY=VALUE or KEY, given at most {MAX_TAGS} times", field="tag")
+    return tuple(dict.fromkeys(parse_tag(str(g), value_needed=False) for g in given if g))
+
+
+def parse_list_query(params: Mapping[str, object]) -> ListQuery:
+    """Validate the query parameters of ``GET /images``: ``limit``, ``cursor``, ``name``,
+    ``type``, ``since``, ``until``, ``tag`` (a list when repeated), ``order`` and
+    ``countRemaining``; others are ignored."""
+    since = until = None
+    if params.get("since") not in (None, ""):
+        since = parse_moment(params["since"], "since")
+    if params.get("until") not in (None, ""):
+        until = parse_moment(params["until"], "until")
+    if since is not None and until is not None and since >= until:
+        raise ValidationError("since must be before until", field="since")
+    order = params.get("order") or "newest"
+    if order not in _ORDERS:
+        raise ValidationError("order must be newest or oldest", field="order")
+    raw_cursor = params.get("cursor")
+    return ListQuery(
+        limit=parse_limit(params.get("limit")),
+        start_key=None if raw_cursor in (None, "") else decode_cursor(raw_cursor),
+        filter=ListFilter(
+            name=parse_glob(params.get("name")),
+            types=parse_types(params.get("type")),
+            since=None if since is None else format_timestamp(since),
+            until=None if until is None else format_timestamp(until),
+            tags=parse_tag_filters(params.get("tag")),
+        ),
+        oldest_first=order == "oldest",
+        count_remaining=_flag(params.get("countRemaining"), "countRemaining"),
+    )
+
+
+def before(stamp: str) -> str:
+    """The last ``uploadedAt`` before ``stamp`` (one microsecond earlier): an exclusive bound
+    as an inclusive one, for a key condition (BETWEEN includes both ends)."""
+    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return format_timestamp(moment - timedelta(microseconds=1))
+
+
+# --- sharing -------------------------------------------------------------------------------
+
+MAX_SHARE_SECONDS = 7 * 24 * 3600
+"""The longest life of a share link: 7 days."""
+
+
+def validate_expires_in(body: object) -> int:
+    """The ``expiresIn`` of a ``POST /images/{imageId}/share`` body: whole seconds from 1 to
+    MAX_SHARE_SECONDS (absent: one hour)."""
+    if body is None:
+        return 3600
+    if not isinstance(body, dict):
+        raise ValidationError("Request body must be a JSON object")
+    value = body.get("expiresIn", 3600)
+    wrong = ValidationError(
+        f"expiresIn must be a whole number of seconds from 1 to {MAX_SHARE_SECONDS} (7 days)",
+        field="expiresIn",
+    )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise wrong
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise wrong
+        value = int(value)
+    if not 1 <= value <= MAX_SHARE_SECONDS:
+        raise wrong
+    return value

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import rules, storage
 
-__all__ = ["ConfigError", "Connection", "Settings", "clear_client_cache", "clients"]
+__all__ = ["ConfigError", "Connection", "Settings", "clear_client_cache", "clients", "share_secret"]
 
 
 class ConfigError(RuntimeError):
@@ -65,6 +65,7 @@ class Settings:
     download_url_expiry_seconds: int = 3600
     pending_ttl_seconds: int = 86400
     allowed_origin: str = "*"
+    share_secret_id: str | None = None
     connection: Connection = Connection(region="us-east-1")
     thumbnail_function: str | None = None
     """The ThumbnailFunction to invoke when an image becomes ready (CompleteFunction only)."""
@@ -89,6 +90,7 @@ class Settings:
             ),
             pending_ttl_seconds=_integer(environ, "PENDING_TTL_SECONDS", 86400, low=60, high=366 * 86400),
             allowed_origin=(environ.get("ALLOWED_ORIGIN") or "*").strip() or "*",
+            share_secret_id=(environ.get("SHARE_SECRET_ID") or "").strip() or None,
             connection=Connection(
                 region=(
                     environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -106,25 +108,48 @@ class Settings:
 class Clients:
     s3: Any
     dynamodb: Any
+    session: Any = None
 
 
-@functools.lru_cache(maxsize=16)
-def clients(connection: Connection) -> Clients:
-    """The S3 and DynamoDB clients for a connection, built once and reused."""
+def _session(connection: Connection) -> Any:
     import boto3  # imported here so that the pure parts of the backend load without it
 
-    session = boto3.session.Session(
+    return boto3.session.Session(
         aws_access_key_id=connection.access_key_id,
         aws_secret_access_key=connection.secret_access_key,
         aws_session_token=connection.session_token,
         region_name=connection.region,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def clients(connection: Connection) -> Clients:
+    """The S3 and DynamoDB clients for a connection, built once and reused."""
+    session = _session(connection)
     return Clients(
         s3=storage.make_s3_client(session, endpoint_url=connection.endpoint_url),
         dynamodb=storage.make_dynamodb_client(session, endpoint_url=connection.endpoint_url),
+        session=session,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def share_secret(connection: Connection, secret_id: str) -> bytes:
+    """The share secret's value (Secrets Manager), read once per warm function and kept.
+
+    A failed read raises (and is not cached): the route answers 500 and the next request
+    tries again. Rotating the secret ends every link made with the old value.
+    """
+    client = clients(connection).session.client(
+        "secretsmanager", endpoint_url=connection.endpoint_url or None
+    )
+    value = client.get_secret_value(SecretId=secret_id).get("SecretString") or ""
+    if len(value) < 32:
+        raise ConfigError(f"the share secret {secret_id} holds fewer than 32 characters")
+    return value.encode("utf-8")
 
 
 def clear_client_cache() -> None:
     """Forget every cached client (tests that start a fresh mock want fresh clients)."""
     clients.cache_clear()
+    share_secret.cache_clear()

@@ -194,12 +194,15 @@
     return { name: $("filter-name").value.trim(), type: $("filter-type").value, tag };
   }
 
+  function nameGlob(text) {
+    // A glob when it has * or ?, else "contains"; case matters, as the API's name filter says.
+    return /[*?]/.test(text) ? text : `*${text}*`;
+  }
+
   function namePattern(text) {
-    // A glob when it has * or ?, else "contains"; case-insensitive either way.
     if (!text) return null;
-    const glob = /[*?]/.test(text) ? text : `*${text}*`;
-    const source = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-    return new RegExp(`^${source}$`, "i");
+    const source = nameGlob(text).replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+    return new RegExp(`^${source}$`);
   }
 
   function matches(image) {
@@ -219,7 +222,7 @@
     const params = new URLSearchParams({ limit: String(state.config.pageSize) });
     if (state.cursor) params.set("cursor", state.cursor);
     const wanted = filters();
-    if (wanted.name) params.set("name", /[*?]/.test(wanted.name) ? wanted.name : `*${wanted.name}*`);
+    if (wanted.name) params.set("name", nameGlob(wanted.name));
     if (wanted.type) params.set("type", wanted.type);
     if (wanted.tag && wanted.tag[0]) {
       params.set("tag", wanted.tag[1] === undefined ? wanted.tag[0] : tagText(...wanted.tag));

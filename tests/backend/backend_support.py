@@ -29,7 +29,8 @@ API_KEY = "k3y-SECRET-do-not-log-0123456789"
 
 
 def create_table(dynamodb: Any) -> None:
-    """The table of docs/internals.md: key imageId, TTL purgeAt, sparse GSI ReadyByDate."""
+    """The table of docs/internals.md: key imageId, TTL purgeAt, sparse GSIs ReadyByDate and
+    ReadyBySha256."""
     dynamodb.create_table(
         TableName=TABLE,
         BillingMode="PAY_PER_REQUEST",
@@ -37,6 +38,7 @@ def create_table(dynamodb: Any) -> None:
             {"AttributeName": "imageId", "AttributeType": "S"},
             {"AttributeName": "galleryPk", "AttributeType": "S"},
             {"AttributeName": "uploadedAt", "AttributeType": "S"},
+            {"AttributeName": "readySha256", "AttributeType": "S"},
         ],
         KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -47,7 +49,12 @@ def create_table(dynamodb: Any) -> None:
                     {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": "ReadyBySha256",
+                "KeySchema": [{"AttributeName": "readySha256", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            },
         ],
     )
     dynamodb.update_time_to_live(

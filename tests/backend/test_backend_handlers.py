@@ -514,7 +514,13 @@ def test_a_full_last_page_says_that_it_is_the_last(stack: Stack, clock: Clock) -
 
 
 def test_an_empty_gallery_lists_nothing(stack: Stack) -> None:
-    assert answer_json(call_list(stack)) == {"images": [], "count": 0, "nextCursor": None}
+    assert answer_json(call_list(stack)) == {
+        "images": [],
+        "count": 0,
+        "nextCursor": None,
+        "order": "newest",
+        "filter": {},
+    }
 
 
 # --- hostile requests --------------------------------------------------------------------

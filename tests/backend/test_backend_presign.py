@@ -131,3 +131,49 @@ def test_an_older_botocore_without_the_checksum_options_still_gets_a_sigv4_confi
     config = storage.s3_config("http://127.0.0.1:4566")
     assert config.signature_version == "s3v4"
     assert config.s3 == {"addressing_style": "path"}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "region", "token"),
+    [
+        (None, "us-east-1", None),
+        (None, "eu-west-1", "session-token/with+chars="),
+        ("http://127.0.0.1:4566", "us-east-1", "t"),
+    ],
+    ids=["aws-us-east-1", "aws-eu-west-1-with-session-token", "local-endpoint"],
+)
+@pytest.mark.parametrize(
+    "version_id", [None, "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"]
+)
+def test_the_fast_download_signer_makes_the_same_urls_as_botocore(
+    endpoint: str | None, region: str, token: str | None, version_id: str | None
+) -> None:
+    session = boto3.session.Session(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        aws_session_token=token,
+        region_name=region,
+    )
+    s3 = storage.make_s3_client(session, endpoint_url=endpoint)
+    signer = storage.DownloadSigner(s3, session.get_credentials(), "imgup-bucket-123")
+    key = "images/0b7e2c1e-8a4f-4d7a-9c55-2f0a5f1b3c4d/My_photo-1.final.jpeg"
+    for _ in range(5):  # both within the same second (X-Amz-Date), else again
+        fast = signer.url(key, expires_in=3600, content_type="image/jpeg", version_id=version_id)
+        slow = storage.presign_download(
+            s3,
+            bucket="imgup-bucket-123",
+            key=key,
+            expires_in=3600,
+            content_type="image/jpeg",
+            version_id=version_id,
+        )
+        if query(fast)["X-Amz-Date"] == query(slow)["X-Amz-Date"]:
+            break
+    assert fast == slow
+
+
+def test_the_fast_download_signer_refuses_a_lifetime_longer_than_sigv4_allows() -> None:
+    session = boto3.session.Session(aws_access_key_id="A", aws_secret_access_key="s", region_name="us-east-1")
+    signer = storage.DownloadSigner(storage.make_s3_client(session), session.get_credentials(), "b-b-b")
+    with pytest.raises(ValueError):
+        signer.url("images/x/a.png", expires_in=storage.MAX_PRESIGN_SECONDS + 1)

@@ -179,3 +179,26 @@ def test_a_change_made_meanwhile_is_not_lost(stack, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(store_cls, "replace_tags", replace_after_another_change)
     answer = answer_json(call_tags(stack, image_id, {"set": {"second": "2"}}))
     assert answer["tags"] == {"first": "1", "second": "2"}
+
+
+def test_the_listing_filters_by_tag_on_the_server_all_given_tags_must_hold(stack) -> None:
+    iceland = upload_ready(stack, PNG, name="i.png")
+    both = upload_ready(stack, PNG, name="b.png")
+    bare = upload_ready(stack, PNG, name="n.png")
+    call_tags(stack, iceland, {"set": {"trip": "Iceland"}})
+    call_tags(stack, both, {"set": {"trip": "Iceland", "camera": "x100"}})
+
+    def listed(*tags: str) -> tuple[list[str], dict]:
+        query = {"tag": tags[-1]}
+        event = api_event("GET", "/images", query=query)
+        event["multiValueQueryStringParameters"] = {"tag": list(tags)}
+        answer = answer_json(handlers.images(event, None, stack.env))
+        return sorted(image["imageId"] for image in answer["images"]), answer["filter"]
+
+    assert listed("trip=Iceland") == (sorted([iceland, both]), {"tag": ["trip=Iceland"]})
+    assert listed("TRIP=Iceland", "camera")[0] == [both]
+    assert listed("trip=iceland")[0] == []  # values are exact
+    assert listed("camera=x100")[0] == [both]
+    assert bare not in listed("trip")[0]
+    refused = handlers.images(api_event("GET", "/images", query={"tag": "a b"}), None, stack.env)
+    assert refused["statusCode"] == 400 and answer_json(refused)["field"] == "tag"

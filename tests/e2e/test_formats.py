@@ -31,9 +31,12 @@ def gallery(local_stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     return {line["imageId"]: line for line in uploaded.json_lines()}
 
 
-def test_upload_results_carry_the_same_fields_as_the_list(local_stack, gallery: dict[str, dict]) -> None:
+def test_upload_results_carry_the_same_fields_as_the_list_and_whether_they_were_there(
+    local_stack, gallery: dict[str, dict]
+) -> None:
     for line in gallery.values():
-        assert list(line) == list(IMAGE_FIELDS)
+        assert list(line) == [*IMAGE_FIELDS, "duplicate"]
+        assert line["duplicate"] is False
 
 
 def test_list_shows_the_newest_50_and_says_there_are_more(local_stack, gallery: dict[str, dict]) -> None:

@@ -24,7 +24,7 @@ def pictures(tmp_path: Path) -> dict[str, Path]:
 
 def test_tags_given_at_upload_round_trip_through_tag_untag_show_and_list(local_stack, pictures) -> None:
     uploaded = local_stack.imgup(
-        "upload", str(pictures["image/png"]), "--tag", "Trip=Iceland", "-t", "camera=x100", "--json"
+        "upload", str(pictures["image/png"]), "--tag", "Trip=Iceland", "--tag", "camera=x100", "--json"
     )
     assert uploaded.code == 0, uploaded.stderr
     [image] = uploaded.json()
@@ -93,3 +93,30 @@ def test_tagging_past_ten_tags_or_an_unknown_image_fails_with_the_reason(local_s
     eleven = local_stack.imgup("tag", image["imageId"], *first, "k10=v")
     assert eleven.code == 2
     assert "at most 10 tags, not 11" in eleven.stderr
+
+
+def test_list_filters_by_tag_through_the_api(local_stack, pictures) -> None:
+    [first] = local_stack.imgup(
+        "upload", str(pictures["image/png"]), "--allow-duplicates", "--tag", "shoot=dunes 2026", "--json"
+    ).json()
+    [second] = local_stack.imgup(
+        "upload",
+        str(pictures["image/gif"]),
+        "--allow-duplicates",
+        "--tag",
+        "shoot=dunes 2026",
+        "--tag",
+        "pick=",
+        "--json",
+    ).json()
+
+    by_value = local_stack.imgup("list", "--all", "--tag", "shoot=dunes 2026", "-q")
+    by_both = local_stack.imgup("list", "--all", "--tag", "Shoot=dunes 2026", "--tag", "pick", "--json")
+    none = local_stack.imgup("list", "--all", "--tag", "shoot=dunes", "-q")
+    bad = local_stack.imgup("list", "--tag", "bad key")
+
+    assert by_value.code == 0, by_value.stderr
+    assert sorted(by_value.stdout.split()) == sorted([first["imageId"], second["imageId"]])
+    assert [i["imageId"] for i in by_both.json()] == [second["imageId"]]
+    assert none.stdout == ""
+    assert bad.code == 2 and "--tag: Invalid tag key 'bad key'" in bad.stderr

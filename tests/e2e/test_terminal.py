@@ -7,6 +7,7 @@ progress display really runs, as it does for a user typing ``imgup upload *.jpg 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pty
@@ -100,13 +101,18 @@ def run_at_terminal(
     return TtyRun(code, out, terminal)
 
 
+_SERIAL = itertools.count()
+
+
 def write_pngs(directory: Path, names: list[str], size: int = 300_000) -> list[Path]:
+    """PNGs whose bytes differ from every other file this module writes: the gallery would
+    report the same bytes as a duplicate, not upload them again."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for n, name in enumerate(names):
+    for name in names:
         data = png_bytes(size)
         path = directory / name
-        path.write_bytes(data.replace(b"x" * 8, f"{n:08d}".encode(), 1))
+        path.write_bytes(data.replace(b"x" * 8, f"{next(_SERIAL):08d}".encode(), 1))
         paths.append(path)
     return paths
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from imgup.cli import IMAGE_FIELDS
+from imgup.cli import IMAGE_FIELDS, UPLOAD_FIELDS
 from tests.conftest import run_imgup
 from tests.samples import jpeg_bytes, sha256_hex
 
@@ -54,7 +54,7 @@ def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(
     assert len(lines) == 4
     assert {line["fileType"] for line in lines} == set(samples)
     for line in lines:
-        assert set(line) == set(IMAGE_FIELDS)
+        assert set(line) == set(UPLOAD_FIELDS) and line["duplicate"] is False
         source = samples[line["fileType"]]
         assert line["fileName"] == source.name
         assert line["fileSize"] == source.stat().st_size

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from imgup.api import ImageApi, RetryPolicy, make_http_client
+from imgup.api import ImageApi, Listing, Remaining, RetryPolicy, make_http_client
+from imgup.backend.rules import ListFilter
 from imgup.errors import ApiError, ExitCode, UploadRejected
 
 BASE = "https://api.example.test/v1"
@@ -398,3 +400,117 @@ def test_iter_images_stops_when_a_page_has_no_cursor():
 
     assert list(api.iter_images()) == []
     assert len(script.requests) == 1
+
+
+# --- listings: large pages, what remains, filters, older stacks ------------------------------
+
+
+def test_a_long_listing_starts_with_a_small_page_then_asks_for_the_largest():
+    serve = pages(
+        {"images": [{"imageId": str(n)} for n in range(100)], "nextCursor": "c1"},
+        {"images": [{"imageId": str(n)} for n in range(100, 1100)], "nextCursor": "c2"},
+        {"images": [{"imageId": "last"}], "nextCursor": None},
+    )
+    script = Script(serve)
+    api, _ = make_api(script)
+
+    listing = Listing(api)
+    assert len(list(listing)) == 1101
+    assert [r.url.params.get("limit") for r in script.requests] == ["100", "1000", "1000"]
+    assert listing.remaining == Remaining(0, True)
+
+
+def test_the_next_page_is_asked_for_before_the_rows_of_this_one_are_handed_out():
+    serve = pages(
+        {"images": [{"imageId": "a"}, {"imageId": "b"}], "nextCursor": "c1"},
+        {"images": [{"imageId": "c"}], "nextCursor": None},
+    )
+    script = Script(serve)
+    api, _ = make_api(script)
+
+    rows = iter(Listing(api, page_size=2))
+    assert next(rows)["imageId"] == "a"
+    deadline = time.monotonic() + 5
+    while len(script.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(script.requests) == 2  # while "a" was being handled
+    assert [image["imageId"] for image in rows] == ["b", "c"]
+
+
+def test_the_page_that_completes_the_limit_asks_how_many_remain_and_the_listing_says_so():
+    script = Script(
+        ok(
+            {
+                "images": [{"imageId": "a"}, {"imageId": "b"}],
+                "nextCursor": "c1",
+                "remaining": 7,
+                "remainingExact": False,
+                "filter": {},
+            }
+        )
+    )
+    api, _ = make_api(script)
+
+    listing = Listing(api, limit=2)
+    assert [i["imageId"] for i in listing] == ["a", "b"]
+    assert script.requests[0].url.params.get("countRemaining") == "true"
+    assert listing.remaining == Remaining(7, False)
+
+
+def test_an_older_api_that_counts_nothing_leaves_the_count_unknown():
+    script = Script(ok({"images": [{"imageId": "a"}], "nextCursor": "c1"}))
+    api, _ = make_api(script)
+
+    listing = Listing(api, limit=1)
+    list(listing)
+    assert listing.remaining == Remaining(None, False)
+
+
+def test_filters_and_order_are_sent_as_query_parameters():
+    script = Script(ok({"images": [], "nextCursor": None, "filter": {}}))
+    api, _ = make_api(script)
+    where = ListFilter(name="tmp*", types=("image/png", "image/gif"), since="2026-01-01T00:00:00.000000Z")
+
+    list(Listing(api, where=where, oldest_first=True, limit=5))
+
+    params = dict(script.requests[0].url.params)
+    assert params == {
+        "name": "tmp*",
+        "type": "image/png,image/gif",
+        "since": "2026-01-01T00:00:00.000000Z",
+        "limit": "5",
+        "order": "oldest",
+        "countRemaining": "true",
+    }
+
+
+def test_an_api_that_ignores_filters_is_never_taken_for_one_that_applied_them():
+    script = Script(ok({"images": [{"imageId": "everything"}], "nextCursor": None}))
+    api, _ = make_api(script)
+
+    with pytest.raises(ApiError) as caught:
+        list(Listing(api, where=ListFilter(name="tmp*")))
+    assert "imgup deploy" in (caught.value.hint or "")
+
+
+def test_a_stack_that_serves_pages_of_100_only_is_listed_in_pages_of_100():
+    def serve(request: httpx.Request) -> httpx.Response:
+        if int(request.url.params["limit"]) > 100:
+            return httpx.Response(
+                400, json={"error": "limit must be a whole number from 1 to 100", "field": "limit"}
+            )
+        cursor = request.url.params.get("cursor")
+        index = 0 if cursor is None else int(cursor[1:])
+        return httpx.Response(
+            200,
+            json={
+                "images": [{"imageId": f"{index}-{n}"} for n in range(100)],
+                "nextCursor": f"c{index + 1}" if index < 2 else None,
+            },
+        )
+
+    script = Script(serve)
+    api, _ = make_api(script)
+
+    assert len(list(Listing(api))) == 300
+    assert [r.url.params["limit"] for r in script.requests] == ["100", "1000", "100", "100"]

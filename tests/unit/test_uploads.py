@@ -227,7 +227,9 @@ class FakeCloud:
     give the seconds successive grants live, ``server_now`` the server's clock (its Date
     header and the base of ``expiresAt``). ``reject_names`` are refused at presign with 400.
     ``length_in_headers=False`` leaves Content-Length out of the grant's ``uploadHeaders``;
-    ``expires_in=False`` leaves ``expiresIn`` out of grants (an older stack)."""
+    ``expires_in=False`` leaves ``expiresIn`` out of grants (an older stack). ``known`` maps
+    the SHA-256 of images in the gallery to them: a presign of those bytes answers with the
+    image (``"duplicate": true``) unless it allows duplicates."""
 
     def __init__(
         self,
@@ -238,7 +240,9 @@ class FakeCloud:
         batch=True,
         server_now=None,
         expires_in=True,
+        known=None,
     ):
+        self.known = dict(known or {})
         self.batch = batch
         self.length_in_headers = length_in_headers
         self.expires_in = expires_in
@@ -311,6 +315,8 @@ class FakeCloud:
             lifetime = self.lifetimes.pop(0) if len(self.lifetimes) > 1 else self.lifetimes[0]
         if body["fileName"] in self.reject_names:
             return 400, {"error": f"fileName {body['fileName']} is not allowed"}
+        if body["sha256"] in self.known and not body.get("allowDuplicates"):
+            return 200, {"duplicate": True, **self.known[body["sha256"]]}
         checksum = base64.b64encode(bytes.fromhex(body["sha256"])).decode()
         expires = self.server_now + dt.timedelta(seconds=lifetime)
         grant = {
@@ -386,7 +392,9 @@ class Run:
         return sum(e.nbytes for e in self.events if isinstance(e, Sent))
 
 
-def run_upload(cloud: FakeCloud, files, *, retries: int = 3, concurrency: int = 2, on_event=None) -> Run:
+def run_upload(
+    cloud: FakeCloud, files, *, retries: int = 3, concurrency: int = 2, on_event=None, allow_duplicates=False
+) -> Run:
     sleeps: list[float] = []
     events: list = []
     lock = threading.Lock()
@@ -400,7 +408,9 @@ def run_upload(cloud: FakeCloud, files, *, retries: int = 3, concurrency: int = 
     policy = RetryPolicy(retries=retries, sleep=sleeps.append, jitter=lambda: 1.0)
     http = make_http_client(5.0, transport=HandlerSeesTheStream(cloud))
     api = ImageApi(API, KEY, http, policy)
-    outcomes = upload_files(list(files), api, concurrency=concurrency, on_event=record)
+    outcomes = upload_files(
+        list(files), api, concurrency=concurrency, on_event=record, allow_duplicates=allow_duplicates
+    )
     return Run(outcomes, events, sleeps)
 
 
@@ -465,6 +475,7 @@ def test_an_upload_presigns_then_puts_exactly_the_signed_headers_and_the_bytes_t
         "tags": {},
         "fileUrl": grant["fileUrl"],
         "thumbnailUrl": None,
+        "duplicate": False,
     }
     kinds = [type(e) for e in run.events if not isinstance(e, Sent)]
     assert kinds == [Started, Stored, Finished]
@@ -616,7 +627,7 @@ def test_a_put_refused_by_storage_fails_that_file_and_is_not_retried(status, pho
 
 def test_one_file_refused_does_not_stop_the_others_and_its_error_is_kept(samples, tmp_path):
     rejected = tmp_path / "refused.png"
-    rejected.write_bytes(SAMPLES["image/png"])
+    rejected.write_bytes(png_bytes(300))  # other bytes than the sample: not a copy of it
     files = [inspect_file(p, LIMIT) for p in (samples["image/png"], rejected, samples["image/gif"])]
     cloud = FakeCloud(reject_names={"refused.png"})
 
@@ -668,3 +679,85 @@ def test_ctrl_c_settles_what_runs_reports_every_file_in_the_gallery_and_says_wha
     assert len(stop.outcomes) + stop.unsent == len(files)
     assert stop.unsent > 0
     assert len(cloud.puts) < len(files)
+
+
+# --- duplicates ------------------------------------------------------------------------------
+
+
+def known_image(local: LocalFile, image_id: str = "already-1") -> dict:
+    return {
+        "imageId": image_id,
+        "fileName": "first-name.png",
+        "fileType": local.file_type,
+        "fileSize": local.size,
+        "width": 1,
+        "height": 1,
+        "sha256": local.sha256,
+        "uploadedAt": "2026-01-01T00:00:00.000000Z",
+        "fileUrl": "https://example.test/already",
+        "objectKey": "images/already-1/first-name.png",
+    }
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch-routes", "single-routes"])
+def test_bytes_in_the_gallery_are_reported_as_that_image_and_never_sent(batch, photo, samples):
+    gif = inspect_file(samples["image/gif"], LIMIT)
+    cloud = FakeCloud(batch=batch, known={photo.sha256: known_image(photo)})
+
+    run = run_upload(cloud, [photo, gif])
+
+    by_source = {o.source: o for o in run.outcomes}
+    dup = by_source[str(photo.path)]
+    assert dup.duplicate and dup.error is None
+    assert dup.image["imageId"] == "already-1" and dup.image["duplicate"] is True
+    assert dup.image["fileName"] == "first-name.png"
+    assert not by_source[str(gif.path)].duplicate
+    assert by_source[str(gif.path)].image["duplicate"] is False
+    assert len(cloud.puts) == 1 and cloud.completed == ["img-2"]
+    assert [type(e) for e in run.events if not isinstance(e, Sent) and e.file == photo] == [Finished]
+
+
+def test_allow_duplicates_asks_for_an_upload_anyway(photo):
+    cloud = FakeCloud(known={photo.sha256: known_image(photo)})
+
+    run = run_upload(cloud, [photo], allow_duplicates=True)
+
+    assert cloud.presign_bodies[0]["allowDuplicates"] is True
+    assert not run.outcomes[0].duplicate and len(cloud.puts) == 1
+
+
+def test_files_of_one_run_with_the_same_bytes_are_sent_once_and_the_others_reported_with_it(tmp_path):
+    paths = []
+    for name in ("one.png", "copy.png", "again.png"):
+        path = tmp_path / name
+        path.write_bytes(png_bytes(500))
+        paths.append(path)
+    files = [inspect_file(p, LIMIT) for p in paths]
+    cloud = FakeCloud()
+
+    run = run_upload(cloud, files)
+
+    assert len(cloud.presign_bodies) == 1 and len(cloud.puts) == 1
+    by_source = {o.source: o for o in run.outcomes}
+    assert set(by_source) == {str(p) for p in paths}
+    first = by_source[str(paths[0])].image
+    assert not first["duplicate"]
+    for copy in paths[1:]:
+        image = by_source[str(copy)].image
+        assert image["duplicate"] is True and image["imageId"] == first["imageId"]
+    finished = [e.outcome for e in run.events if isinstance(e, Finished)]
+    assert finished == run.outcomes
+
+
+def test_a_copy_of_a_file_that_failed_fails_too(tmp_path):
+    paths = []
+    for name in ("refused.png", "copy.png"):
+        path = tmp_path / name
+        path.write_bytes(png_bytes(500))
+        paths.append(path)
+    cloud = FakeCloud(reject_names={"refused.png"})
+
+    run = run_upload(cloud, [inspect_file(p, LIMIT) for p in paths])
+
+    copy = next(o for o in run.outcomes if o.source == str(paths[1]))
+    assert copy.image is None and "same bytes" in copy.error
