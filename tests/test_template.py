@@ -32,8 +32,6 @@ HANDLERS = {
     "DeleteFunction": "imgup_backend.handlers.delete",
     "ThumbnailFunction": "imgup_backend.thumbnails.handler",
 }
-# Beyond ENV_NAMES: the complete function names the thumbnail function it invokes.
-EXTRA_ENV = {"CompleteFunction": {"THUMBNAIL_FUNCTION"}}
 ENV_NAMES = {
     "TABLE_NAME",
     "BUCKET_NAME",
@@ -43,8 +41,9 @@ ENV_NAMES = {
     "PENDING_TTL_SECONDS",
     "ALLOWED_ORIGIN",
 }
-# Only ImagesFunction serves share links, so only it is told where the share secret is.
-EXTRA_ENV = {"ImagesFunction": {"SHARE_SECRET_ID"}}
+# Beyond ENV_NAMES: only ImagesFunction serves share links, so only it is told where the share
+# secret is; the complete function names the thumbnail function it invokes.
+EXTRA_ENV = {"ImagesFunction": {"SHARE_SECRET_ID"}, "CompleteFunction": {"THUMBNAIL_FUNCTION"}}
 PARAMETERS = {
     "CodeBucket",
     "CodeKey",

@@ -23,11 +23,14 @@ def _ref(value) -> str | None:
 
 
 def _methods_by_resource(cfn: dict) -> dict[str, set[str]]:
+    """The methods of each resource that a page calls with the API key (a share link, opened
+    without the key by a browser's navigation, needs no preflight)."""
     found: dict[str, set[str]] = {}
     for body in cfn["Resources"].values():
         if body["Type"] == "AWS::ApiGateway::Method":
             props = body["Properties"]
-            found.setdefault(_ref(props["ResourceId"]), set()).add(props["HttpMethod"])
+            if props.get("ApiKeyRequired") or props["HttpMethod"] == "OPTIONS":
+                found.setdefault(_ref(props["ResourceId"]), set()).add(props["HttpMethod"])
     return found
 
 

@@ -486,9 +486,9 @@
         status.textContent = text;
         row.dataset.state = kind;
       },
-      done() {
+      done(text = "Uploaded") {
         bar.value = bar.max;
-        this.status("Uploaded", "done");
+        this.status(text, "done");
         window.setTimeout(() => row.remove(), 4000);
       },
       failed(message) {
@@ -643,10 +643,20 @@
     const complete = completer();
     const queue = good.map((item, index) => ({ ...item, grant: grants[index] }));
     let uploaded = 0;
+    let already = 0;
     async function worker() {
       for (let item = queue.shift(); item; item = queue.shift()) {
         try {
           if (item.grant.error) throw item.grant.error;
+          if (item.grant.duplicate) {
+            // The gallery has these bytes already (same SHA-256): that image is the result.
+            item.row.done("Already in the gallery");
+            already += 1;
+            const image = { ...item.grant };
+            delete image.index;
+            if (matches(image)) addImages([image], { atTop: true });
+            continue;
+          }
           if (Date.now() > item.grant.grantedAt + (Number(item.grant.expiresIn || 300) - 5) * 1000) {
             item.grant = await freshGrant(item);
           }
@@ -666,7 +676,8 @@
       }
     }
     await Promise.all(Array.from({ length: Math.min(PUT_WORKERS, queue.length) }, worker));
-    announce(`Uploaded ${uploaded} of ${files.length} file${files.length === 1 ? "" : "s"}.`);
+    announce(`Uploaded ${uploaded} of ${files.length} file${files.length === 1 ? "" : "s"}`
+      + (already ? `; ${already} ${already === 1 ? "was" : "were"} in the gallery already.` : "."));
     if (state.images.length) setState("idle", "");
   }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,37 @@ from tests.browser.conftest import DESKTOP, PHONE, open_gallery, screenshot, wai
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+FORMATS = {".jpg": "JPEG", ".png": "PNG", ".gif": "GIF", ".webp": "WEBP"}
 
 
 def copies(directory: Path, prefix: str, *names: str) -> list[Path]:
+    """Pictures of their own for each test (the gallery keeps one copy of the same bytes):
+    a landscape of colours drawn from the name, in the format its extension says."""
+    from PIL import Image, ImageDraw
+
     directory.mkdir(parents=True, exist_ok=True)
     made = []
     for name in names:
         target = directory / f"{prefix}-{name}"
-        shutil.copyfile(EXAMPLES / name, target)
+        seed = hashlib.sha256(target.name.encode()).digest()
+        sky, land, sun = seed[0:3], seed[3:6], (255, 220, 120)
+        image = Image.new("RGB", (640, 420), tuple(sky))
+        draw = ImageDraw.Draw(image)
+        draw.ellipse((420 + seed[6] % 80, 50, 520 + seed[6] % 80, 150), fill=sun)
+        draw.polygon(
+            [
+                (0, 300),
+                (160 + seed[7], 180),
+                (360, 290),
+                (520, 200 + seed[8] % 60),
+                (640, 280),
+                (640, 420),
+                (0, 420),
+            ],
+            fill=tuple(land),
+        )
+        image.save(target, FORMATS[target.suffix])
         made.append(target)
     return made
 
@@ -306,3 +327,23 @@ def test_screenshots_at_desktop_and_phone_width(chromium, gallery, tab, tmp_path
         phone.page.context.close()
     assert all(shot.stat().st_size > 10_000 for shot in shots)
     assert DESKTOP["width"] > PHONE["width"]
+
+
+def test_bytes_already_in_the_gallery_are_reported_and_not_stored_again(
+    tab, local_stack, tmp_path: Path
+) -> None:
+    [picture] = copies(tmp_path, "dup", "sunset.jpg")
+    upload(tab.page, [picture])
+    before = {image["imageId"] for image in stored(local_stack).values()}
+    again = tmp_path / "again"
+    again.mkdir()
+    renamed = again / "dup-again.jpg"
+    renamed.write_bytes(picture.read_bytes())
+
+    tab.page.set_input_files("#file-input", [str(renamed)])
+    tab.page.locator(".upload-item", has_text="dup-again.jpg").get_by_text(
+        "Already in the gallery"
+    ).wait_for()
+
+    assert {image["imageId"] for image in stored(local_stack).values()} == before
+    assert tab.page.locator(".tile", has_text="dup-sunset.jpg").count() == 1

@@ -112,10 +112,11 @@ def test_a_filtered_list_pipes_into_delete(local_stack, tmp_path: Path) -> None:
 
 
 def stored_objects(local_stack) -> set[str]:
+    """Every stored version of an image (the thumbnails beside them are not uploads)."""
     import boto3
 
     s3 = boto3.session.Session(region_name="us-east-1").client("s3", endpoint_url=local_stack.endpoint_url)
-    pages = s3.get_paginator("list_object_versions").paginate(Bucket=local_stack.bucket)
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=local_stack.bucket, Prefix="images/")
     return {f"{v['Key']}@{v['VersionId']}" for page in pages for v in page.get("Versions", [])}
 
 
