@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import HEALTH_PATH, LOG_FILE, STATE_FILE  # shared with control
+from . import HEALTH_PATH, LOG_FILE, STATE_FILE, fastpaths  # shared with control
 from .apigateway import PREFIX, ApiGatewayEmulator
 from .catalog import Catalog, Change, change_of
 from .inprocess import Clients, InProcessDispatch
@@ -108,6 +108,7 @@ class LocalStackApp:
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         untrack_moto_models()
+        fastpaths.install()
         self.moto = DomainDispatcherApplication(create_backend_app)
         self._apps: dict[str, Any] = {}
         self.clients = Clients(endpoint_url)
