@@ -1,4 +1,4 @@
-"""Cheaper answers from moto for what the local stack does most: DynamoDB results.
+"""Cheaper answers from moto for what the local stack does most: DynamoDB results and queries.
 
 moto (5.2) turns every result into its wire form with a generic, model-driven serializer that
 looks each member of each shape up under several spellings. For DynamoDB's item operations
@@ -7,18 +7,63 @@ what the stack spends answering it, and a 1,000-image page of a listing pays it 
 times. Their results are already in wire form (``{"Item": {"name": {"S": "x"}}}``), so
 writing them as JSON gives the same answer. Only results made of plain JSON values take this
 path; anything else (bytes, timestamps, objects) goes to moto's serializer as before, and so
-does every other service. ``tests/unit/test_local_fastpaths.py`` holds the two answers equal.
+does every other service.
+
+moto's Query also starts from ``Table.all_items()``, which sorts every item of the table by
+its key, comparing moto's DynamoType objects, only for Query to pick the few items with the
+asked hash key and sort those again. That sort was most of a duplicate lookup (one Query per
+upload) and of a listing page once a gallery holds thousands of images. Within a Query the
+items are taken unsorted: what Query returns is sorted by its own keys, so nothing changes.
+
+``tests/unit/test_local_fastpaths.py`` holds the answers equal with and without both.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 _FAST = "_imgup_fast"
+_in_query = threading.local()
 
 
 def install() -> None:
+    """Install both (idempotent)."""
+    _install_plain_results()
+    _install_unsorted_query_items()
+
+
+def _install_unsorted_query_items() -> None:
+    from moto.dynamodb.models.table import Table
+
+    query, all_items = Table.query, Table.all_items
+    if getattr(query, _FAST, False):
+        return
+
+    def unsorted_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _in_query.active = True
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _in_query.active = False
+
+    def items(self: Any) -> Any:
+        if not getattr(_in_query, "active", False):
+            return all_items(self)
+        found: list[Any] = []
+        for entry in self.items.values():
+            found.extend(entry.values() if self.range_key_attr else (entry,))
+        return found
+
+    for wrapper, wrapped in ((unsorted_query, query), (items, all_items)):
+        setattr(wrapper, _FAST, True)
+        wrapper.__wrapped__ = wrapped  # type: ignore[attr-defined]
+    Table.query = unsorted_query  # type: ignore[method-assign]
+    Table.all_items = items  # type: ignore[method-assign]
+
+
+def _install_plain_results() -> None:
     """Wrap moto's ActionResult.execute_result once (idempotent)."""
     from moto.core.responses import ActionResult
 

@@ -141,3 +141,90 @@ def test_item_operations_answer_the_same_through_the_fast_path(compared) -> None
 )
 def test_plain_json_takes_only_plain_values(result: Any, expected: str | None) -> None:
     assert fastpaths.plain_json(result) == expected
+
+
+def _pages(db: Any, **query: Any) -> list[list[str]]:
+    pages: list[list[str]] = []
+    start: dict | None = None
+    for _ in range(200):
+        kwargs = dict(query, ExclusiveStartKey=start) if start else dict(query)
+        answer = db.query(**kwargs)
+        pages.append([item["imageId"]["S"] for item in answer["Items"]])
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            return pages
+    raise AssertionError("the query never ended")
+
+
+def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_table_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import random
+
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    monkeypatch.setattr(Table, "query", Table.query)  # both restored after
+    monkeypatch.setattr(Table, "all_items", Table.all_items)
+    fastpaths.install()
+    fast_query, fast_items = Table.query, Table.all_items
+    generator = random.Random(7)
+    queries = {
+        "newest": {"KeyConditionExpression": "galleryPk = :r", "ScanIndexForward": False},
+        "oldest": {"KeyConditionExpression": "galleryPk = :r", "ScanIndexForward": True},
+        "since": {
+            "KeyConditionExpression": "galleryPk = :r AND uploadedAt >= :t",
+            "ScanIndexForward": False,
+        },
+    }
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        db.create_table(
+            TableName="images",
+            KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": "imageId", "AttributeType": "S"},
+                {"AttributeName": "galleryPk", "AttributeType": "S"},
+                {"AttributeName": "uploadedAt", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "ReadyByDate",
+                    "KeySchema": [
+                        {"AttributeName": "galleryPk", "KeyType": "HASH"},
+                        {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in range(300):
+            item = {"imageId": {"S": f"id-{generator.randrange(10**9):09d}"}}
+            if n % 5:  # some items are not in the index at all
+                stamp = f"2026-12-{generator.randrange(1, 4):02d}T00:00:{generator.randrange(60):02d}.000000Z"
+                item.update(galleryPk={"S": "ready"}, uploadedAt={"S": stamp})
+            db.put_item(TableName="images", Item=item)
+        values = {":r": {"S": "ready"}, ":t": {"S": "2026-12-02T00:00:00.000000Z"}}
+        answers = {}
+        for name, (query, items) in {
+            "fast": (fast_query, fast_items),
+            "moto": (fast_query.__wrapped__, fast_items.__wrapped__),
+        }.items():
+            monkeypatch.setattr(Table, "query", query)
+            monkeypatch.setattr(Table, "all_items", items)
+            answers[name] = {
+                key: _pages(
+                    db,
+                    TableName="images",
+                    IndexName="ReadyByDate",
+                    Limit=7,
+                    ExpressionAttributeValues=values if key == "since" else {":r": values[":r"]},
+                    **options,
+                )
+                for key, options in queries.items()
+            }
+            answers[name]["scan"] = [[i["imageId"]["S"] for i in db.scan(TableName="images")["Items"]]]
+    assert answers["fast"] == answers["moto"]
+    assert sum(len(page) for page in answers["fast"]["newest"]) == 240
