@@ -14,6 +14,9 @@ its key, comparing moto's DynamoType objects, only for Query to pick the few ite
 asked hash key and sort those again. That sort was most of a duplicate lookup (one Query per
 upload) and of a listing page once a gallery holds thousands of images. Within a Query the
 items are taken unsorted: what Query returns is sorted by its own keys, so nothing changes.
+And that second sort compares moto's DynamoType objects, a Python method call (and a cast
+of the value) per comparison; it now sorts on the plain values (strings and numbers, as those
+comparisons do), computed once per item, falling back to moto's sort for any other type.
 
 ``tests/unit/test_local_fastpaths.py`` holds the answers equal with and without both.
 """
@@ -37,7 +40,7 @@ def install() -> None:
 def _install_unsorted_query_items() -> None:
     from moto.dynamodb.models.table import Table
 
-    query, all_items = Table.query, Table.all_items
+    query, all_items, sorted_items = Table.query, Table.all_items, Table.sorted_items
     if getattr(query, _FAST, False):
         return
 
@@ -56,11 +59,30 @@ def _install_unsorted_query_items() -> None:
             found.extend(entry.values() if self.range_key_attr else (entry,))
         return found
 
-    for wrapper, wrapped in ((unsorted_query, query), (items, all_items)):
+    def plain_sorted_items(self: Any, hash_attrs: Any, range_attrs: Any, found: list[Any]) -> Any:
+        names = self._generate_attr_to_sort_by(hash_attrs, range_attrs)
+        try:
+            keys = {id(item): tuple(_plain_key(item.attrs[name]) for name in names) for item in found}
+            found.sort(key=lambda item: keys[id(item)])
+        except (TypeError, KeyError, ValueError):
+            return sorted_items(self, hash_attrs, range_attrs, found)
+        return found
+
+    pairs = ((unsorted_query, query), (items, all_items), (plain_sorted_items, sorted_items))
+    for wrapper, wrapped in pairs:
         setattr(wrapper, _FAST, True)
         wrapper.__wrapped__ = wrapped  # type: ignore[attr-defined]
     Table.query = unsorted_query  # type: ignore[method-assign]
     Table.all_items = items  # type: ignore[method-assign]
+    Table.sorted_items = plain_sorted_items  # type: ignore[method-assign]
+
+
+def _plain_key(value: Any) -> Any:
+    """What moto compares a key attribute by (``DynamoType.__lt__``: its ``cast_value``), for
+    strings and numbers; TypeError for any other type, to sort as moto does."""
+    if value.type in ("S", "N"):
+        return value.cast_value
+    raise TypeError(value.type)
 
 
 def _install_plain_results() -> None:

@@ -167,8 +167,9 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
 
     monkeypatch.setattr(Table, "query", Table.query)  # both restored after
     monkeypatch.setattr(Table, "all_items", Table.all_items)
+    monkeypatch.setattr(Table, "sorted_items", Table.sorted_items)
     fastpaths.install()
-    fast_query, fast_items = Table.query, Table.all_items
+    fast_query, fast_items, fast_sort = Table.query, Table.all_items, Table.sorted_items
     generator = random.Random(7)
     queries = {
         "newest": {"KeyConditionExpression": "galleryPk = :r", "ScanIndexForward": False},
@@ -208,12 +209,13 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
             db.put_item(TableName="images", Item=item)
         values = {":r": {"S": "ready"}, ":t": {"S": "2026-12-02T00:00:00.000000Z"}}
         answers = {}
-        for name, (query, items) in {
-            "fast": (fast_query, fast_items),
-            "moto": (fast_query.__wrapped__, fast_items.__wrapped__),
+        for name, (query, items, sort) in {
+            "fast": (fast_query, fast_items, fast_sort),
+            "moto": (fast_query.__wrapped__, fast_items.__wrapped__, fast_sort.__wrapped__),
         }.items():
             monkeypatch.setattr(Table, "query", query)
             monkeypatch.setattr(Table, "all_items", items)
+            monkeypatch.setattr(Table, "sorted_items", sort)
             answers[name] = {
                 key: _pages(
                     db,
