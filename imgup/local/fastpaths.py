@@ -68,13 +68,16 @@ def _install_unsorted_query_items() -> None:
             return sorted_items(self, hash_attrs, range_attrs, found)
         return found
 
-    pairs = ((unsorted_query, query), (items, all_items), (plain_sorted_items, sorted_items))
+    pairs: list[tuple[Any, Any]] = [
+        (unsorted_query, query),
+        (items, all_items),
+        (plain_sorted_items, sorted_items),
+    ]
     for wrapper, wrapped in pairs:
         setattr(wrapper, _FAST, True)
-        wrapper.__wrapped__ = wrapped  # type: ignore[attr-defined]
-    Table.query = unsorted_query  # type: ignore[method-assign]
-    Table.all_items = items  # type: ignore[method-assign]
-    Table.sorted_items = plain_sorted_items  # type: ignore[method-assign]
+        wrapper.__wrapped__ = wrapped
+    patched: Any = Table
+    patched.query, patched.all_items, patched.sorted_items = unsorted_query, items, plain_sorted_items
 
 
 def _plain_key(value: Any) -> Any:
