@@ -61,17 +61,23 @@ def _local_target(region: str | None) -> AwsTarget:
 def target_for(deployment: Deployment) -> AwsTarget:
     """The AWS target a recorded deployment lives in; NotDeployed when it is gone."""
     if deployment.is_local:
-        from .local import control
-
-        found = control.status()
-        if found is None or found.endpoint_url != deployment.endpoint_url:
-            raise NotDeployed(
-                f"The local stack that held {DeploymentId.of(deployment)} is not running any more "
-                "(it keeps everything in memory).",
-                f"Run `{DeploymentId.of(deployment).deploy_command()}` to deploy it again.",
-            )
-        return local_target(found.endpoint_url, deployment.region)
+        return local_target(require_local_stack(deployment), deployment.region)
     return aws_target(deployment.profile, deployment.region)
+
+
+def require_local_stack(deployment: Deployment) -> str:
+    """The endpoint of the running local stack that holds ``deployment``; NotDeployed when
+    it is gone. (No boto3: commands that only talk to the API need none.)"""
+    from .local import control
+
+    found = control.status()
+    if found is None or found.endpoint_url != deployment.endpoint_url:
+        raise NotDeployed(
+            f"The local stack that held {DeploymentId.of(deployment)} is not running any more "
+            "(it keeps everything in memory).",
+            f"Run `{DeploymentId.of(deployment).deploy_command()}` to deploy it again.",
+        )
+    return found.endpoint_url
 
 
 def _waiter(local: bool, timeout: float = 1800) -> Waiter:
@@ -174,11 +180,11 @@ def image_api(settings: Settings, deployment: Deployment | None = None) -> Image
     """The API client of the selected deployment (or of ``deployment``)."""
     deployment = deployment or selected(settings)
     if deployment.is_local:
-        target_for(deployment)  # fails clearly when the local stack is gone
+        require_local_stack(deployment)  # fails clearly when the local stack is gone
     return ImageApi(
         deployment.api_url,
         api_key(Registry(), DeploymentId.of(deployment)),
-        make_http_client(settings.timeout),
+        make_http_client(settings.timeout, tls=not deployment.api_url.startswith("http://")),
         RetryPolicy(retries=settings.retries),
     )
 

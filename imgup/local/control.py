@@ -26,7 +26,7 @@ from urllib.request import urlopen
 
 from ..config import local_state_dir
 from ..errors import ImgupError
-from .server import HEALTH_PATH, LOG_FILE, STATE_FILE
+from . import HEALTH_PATH, LOG_FILE, STATE_FILE
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

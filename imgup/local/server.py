@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import HEALTH_PATH, LOG_FILE, STATE_FILE, fastpaths  # shared with control
 from .apigateway import PREFIX, ApiGatewayEmulator
 from .catalog import Catalog, Change, change_of
 from .inprocess import Clients, InProcessDispatch
@@ -54,9 +55,6 @@ from .wire import (
     scope_of,
 )
 
-HEALTH_PATH = "/_imgup/health"
-STATE_FILE = "local.json"
-LOG_FILE = "local.log"
 READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
 READ_TIMEOUT = 20.0  # seconds a request may leave its socket silent (S3's RequestTimeout)
 INTERNAL_ERROR = "We encountered an internal error. Please try again."
@@ -111,6 +109,7 @@ class LocalStackApp:
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         untrack_moto_models()
+        fastpaths.install()
         self.moto = DomainDispatcherApplication(create_backend_app)
         self._apps: dict[str, Any] = {}
         self.clients = Clients(endpoint_url)

@@ -1,0 +1,141 @@
+"""Cheaper answers from moto for what the local stack does most: DynamoDB results and queries.
+
+moto (5.2) turns every result into its wire form with a generic, model-driven serializer that
+looks each member of each shape up under several spellings. For DynamoDB's item operations
+that is most of the work: a GetItem of ten attributes walks about a hundred members, 60 % of
+what the stack spends answering it, and a 1,000-image page of a listing pays it a thousand
+times. Their results are already in wire form (``{"Item": {"name": {"S": "x"}}}``), so
+writing them as JSON gives the same answer. Only results made of plain JSON values take this
+path; anything else (bytes, timestamps, objects) goes to moto's serializer as before, and so
+does every other service.
+
+moto's Query also starts from ``Table.all_items()``, which sorts every item of the table by
+its key, comparing moto's DynamoType objects, only for Query to pick the few items with the
+asked hash key and sort those again. That sort was most of a duplicate lookup (one Query per
+upload) and of a listing page once a gallery holds thousands of images. Within a Query the
+items are taken unsorted: what Query returns is sorted by its own keys, so nothing changes.
+And that second sort compares moto's DynamoType objects, a Python method call (and a cast
+of the value) per comparison; it now sorts on the plain values (strings and numbers, as those
+comparisons do), computed once per item, falling back to moto's sort for any other type.
+
+``tests/unit/test_local_fastpaths.py`` holds the answers equal with and without both.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+_FAST = "_imgup_fast"
+_in_query = threading.local()
+
+
+def install() -> None:
+    """Install both (idempotent)."""
+    _install_plain_results()
+    _install_unsorted_query_items()
+
+
+def _install_unsorted_query_items() -> None:
+    from moto.dynamodb.models.table import Table
+
+    query, all_items, sorted_items = Table.query, Table.all_items, Table.sorted_items
+    if getattr(query, _FAST, False):
+        return
+
+    def unsorted_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _in_query.active = True
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _in_query.active = False
+
+    def items(self: Any) -> Any:
+        if not getattr(_in_query, "active", False):
+            return all_items(self)
+        found: list[Any] = []
+        for entry in self.items.values():
+            found.extend(entry.values() if self.range_key_attr else (entry,))
+        return found
+
+    def plain_sorted_items(self: Any, hash_attrs: Any, range_attrs: Any, found: list[Any]) -> Any:
+        names = self._generate_attr_to_sort_by(hash_attrs, range_attrs)
+        try:
+            keys = {id(item): tuple(_plain_key(item.attrs[name]) for name in names) for item in found}
+            found.sort(key=lambda item: keys[id(item)])
+        except (TypeError, KeyError, ValueError):
+            return sorted_items(self, hash_attrs, range_attrs, found)
+        return found
+
+    pairs: list[tuple[Any, Any]] = [
+        (unsorted_query, query),
+        (items, all_items),
+        (plain_sorted_items, sorted_items),
+    ]
+    for wrapper, wrapped in pairs:
+        setattr(wrapper, _FAST, True)
+        wrapper.__wrapped__ = wrapped
+    patched: Any = Table
+    patched.query, patched.all_items, patched.sorted_items = unsorted_query, items, plain_sorted_items
+
+
+def _plain_key(value: Any) -> Any:
+    """What moto compares a key attribute by (``DynamoType.__lt__``: its ``cast_value``), for
+    strings and numbers; TypeError for any other type, to sort as moto does."""
+    if value.type in ("S", "N"):
+        return value.cast_value
+    raise TypeError(value.type)
+
+
+def _install_plain_results() -> None:
+    """Wrap moto's ActionResult.execute_result once (idempotent)."""
+    from moto.core.responses import ActionResult
+
+    original = ActionResult.execute_result
+    if getattr(original, _FAST, False):
+        return
+
+    def execute_result(self: Any, context: Any) -> Any:
+        # ActionResult and its kin that do not serialize otherwise (DynamoResult), not
+        # PaginatedResult, which pages its result first.
+        owner = next(c for c in type(self).__mro__ if "execute_result" in c.__dict__)
+        if owner is ActionResult and context.service_model.service_name == "dynamodb":
+            body = plain_json(self.result, _members(context.operation_model))
+            if body is not None:
+                status, headers, _ = original(ActionResult({}), context)
+                return status, headers, body
+        return original(self, context)
+
+    setattr(execute_result, _FAST, True)
+    execute_result.__wrapped__ = original  # type: ignore[attr-defined]
+    ActionResult.execute_result = execute_result  # type: ignore[method-assign]
+
+
+def plain_json(result: Any, members: frozenset[str] | None = None) -> str | None:
+    """``result`` as compact JSON, as moto's serializer writes it: None members left out, and
+    (with ``members``, the output shape's) no top-level key the answer does not have. None
+    when it holds anything but dicts, lists, strings, numbers and booleans."""
+    if not isinstance(result, dict):
+        return None
+    if members is not None:
+        result = {k: v for k, v in result.items() if k in members}
+    try:
+        return json.dumps(_without_none(result), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _members(operation_model: Any) -> frozenset[str]:
+    shape = operation_model.output_shape
+    return frozenset(shape.members) if shape is not None else frozenset()
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(type(value).__name__)

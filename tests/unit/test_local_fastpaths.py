@@ -1,0 +1,232 @@
+"""The local stack's fast path for DynamoDB answers gives what moto's own serializer gives."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from imgup.local import fastpaths
+
+ITEM = {
+    "imageId": {"S": "id-1"},
+    "status": {"S": "ready"},
+    "galleryPk": {"S": "ready"},
+    "uploadedAt": {"S": "2026-12-01T00:00:00.000000Z"},
+    "fileSize": {"N": "1234"},
+    "ratio": {"N": "1.5"},
+    "tags": {"M": {"trip": {"S": "rome"}, "n": {"N": "3"}}},
+    "list": {"L": [{"S": "a"}, {"N": "2"}, {"BOOL": True}, {"NULL": True}]},
+    "set": {"SS": ["x", "y"]},
+    "numbers": {"NS": ["1", "2"]},
+    "flag": {"BOOL": False},
+}
+
+
+@pytest.fixture
+def compared(monkeypatch: pytest.MonkeyPatch):
+    """A DynamoDB client (moto, in this process) whose every result is serialized both by the
+    fast path and by moto's serializer, asserting the two answers equal; the list of
+    (operation, took the fast path). moto is left as it was."""
+    import boto3
+    from moto import mock_aws
+    from moto.core.responses import ActionResult
+
+    monkeypatch.setattr(ActionResult, "execute_result", ActionResult.execute_result)  # restored after
+    original = ActionResult.execute_result
+    fastpaths.install()
+    fast = ActionResult.execute_result
+    seen: list[tuple[str, bool]] = []
+    taken: list[bool] = []
+    plain_json = fastpaths.plain_json
+
+    def recording(result: Any, members: Any = None) -> str | None:
+        body = plain_json(result, members)
+        taken.append(body is not None)
+        return body
+
+    monkeypatch.setattr(fastpaths, "plain_json", recording)
+
+    def both(self: Any, context: Any) -> Any:
+        slow = original(self, context)
+        taken.clear()
+        quick = fast(self, context)
+        if context.service_model.service_name == "dynamodb":
+            assert quick[0] == slow[0] and quick[1] == slow[1]
+            assert json.loads(quick[2] or "{}") == json.loads(slow[2] or "{}")
+            seen.append((context.operation_model.name, taken == [True]))
+        return slow
+
+    monkeypatch.setattr(ActionResult, "execute_result", both)
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        db.create_table(
+            TableName="images",
+            KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": "imageId", "AttributeType": "S"},
+                {"AttributeName": "galleryPk", "AttributeType": "S"},
+                {"AttributeName": "uploadedAt", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "ReadyByDate",
+                    "KeySchema": [
+                        {"AttributeName": "galleryPk", "KeyType": "HASH"},
+                        {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield db, seen
+
+
+def test_item_operations_answer_the_same_through_the_fast_path(compared) -> None:
+    db, seen = compared
+    db.put_item(TableName="images", Item=ITEM)
+    db.put_item(TableName="images", Item={**ITEM, "imageId": {"S": "id-2"}}, ReturnValues="ALL_OLD")
+    assert db.get_item(TableName="images", Key={"imageId": {"S": "id-1"}})["Item"] == ITEM
+    db.get_item(TableName="images", Key={"imageId": {"S": "nobody"}})
+    page = db.query(
+        TableName="images",
+        IndexName="ReadyByDate",
+        KeyConditionExpression="galleryPk = :r",
+        ExpressionAttributeValues={":r": {"S": "ready"}},
+        Limit=1,
+    )
+    assert page["Count"] == 1 and "LastEvaluatedKey" in page
+    db.batch_get_item(
+        RequestItems={"images": {"Keys": [{"imageId": {"S": "id-1"}}, {"imageId": {"S": "id-2"}}]}}
+    )
+    db.batch_write_item(
+        RequestItems={"images": [{"PutRequest": {"Item": {**ITEM, "imageId": {"S": "id-3"}}}}]}
+    )
+    db.update_item(
+        TableName="images",
+        Key={"imageId": {"S": "id-1"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "rejected"}},
+        ReturnValues="ALL_NEW",
+    )
+    db.delete_item(TableName="images", Key={"imageId": {"S": "id-2"}}, ReturnValues="ALL_OLD")
+    db.scan(TableName="images")
+    db.describe_table(TableName="images")  # timestamps: moto's serializer, as before
+
+    fast = {operation for operation, took in seen if took}
+    assert {
+        "PutItem",
+        "GetItem",
+        "Query",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "UpdateItem",
+        "DeleteItem",
+    } <= fast
+    assert ("DescribeTable", False) in seen
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"Item": {"a": {"S": "x"}}, "ConsumedCapacity": None}, '{"Item":{"a":{"S":"x"}}}'),
+        ({"Items": [], "Count": 0}, '{"Items":[],"Count":0}'),
+        ({"Item": {"a": {"B": b"\x00"}}}, None),
+        ({"When": float("nan")}, None),
+        ([], None),
+    ],
+)
+def test_plain_json_takes_only_plain_values(result: Any, expected: str | None) -> None:
+    assert fastpaths.plain_json(result) == expected
+
+
+def _pages(db: Any, **query: Any) -> list[list[str]]:
+    pages: list[list[str]] = []
+    start: dict | None = None
+    for _ in range(200):
+        kwargs = dict(query, ExclusiveStartKey=start) if start else dict(query)
+        answer = db.query(**kwargs)
+        pages.append([item["imageId"]["S"] for item in answer["Items"]])
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            return pages
+    raise AssertionError("the query never ended")
+
+
+def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_table_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import random
+
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    monkeypatch.setattr(Table, "query", Table.query)  # both restored after
+    monkeypatch.setattr(Table, "all_items", Table.all_items)
+    monkeypatch.setattr(Table, "sorted_items", Table.sorted_items)
+    fastpaths.install()
+    fast_query, fast_items, fast_sort = Table.query, Table.all_items, Table.sorted_items
+    generator = random.Random(7)
+    queries = {
+        "newest": {"KeyConditionExpression": "galleryPk = :r", "ScanIndexForward": False},
+        "oldest": {"KeyConditionExpression": "galleryPk = :r", "ScanIndexForward": True},
+        "since": {
+            "KeyConditionExpression": "galleryPk = :r AND uploadedAt >= :t",
+            "ScanIndexForward": False,
+        },
+    }
+    with mock_aws():
+        db = boto3.client("dynamodb", region_name="us-east-1")
+        db.create_table(
+            TableName="images",
+            KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": "imageId", "AttributeType": "S"},
+                {"AttributeName": "galleryPk", "AttributeType": "S"},
+                {"AttributeName": "uploadedAt", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "ReadyByDate",
+                    "KeySchema": [
+                        {"AttributeName": "galleryPk", "KeyType": "HASH"},
+                        {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in range(300):
+            item = {"imageId": {"S": f"id-{generator.randrange(10**9):09d}"}}
+            if n % 5:  # some items are not in the index at all
+                stamp = f"2026-12-{generator.randrange(1, 4):02d}T00:00:{generator.randrange(60):02d}.000000Z"
+                item.update(galleryPk={"S": "ready"}, uploadedAt={"S": stamp})
+            db.put_item(TableName="images", Item=item)
+        values = {":r": {"S": "ready"}, ":t": {"S": "2026-12-02T00:00:00.000000Z"}}
+        answers = {}
+        for name, (query, items, sort) in {
+            "fast": (fast_query, fast_items, fast_sort),
+            "moto": (fast_query.__wrapped__, fast_items.__wrapped__, fast_sort.__wrapped__),
+        }.items():
+            monkeypatch.setattr(Table, "query", query)
+            monkeypatch.setattr(Table, "all_items", items)
+            monkeypatch.setattr(Table, "sorted_items", sort)
+            answers[name] = {
+                key: _pages(
+                    db,
+                    TableName="images",
+                    IndexName="ReadyByDate",
+                    Limit=7,
+                    ExpressionAttributeValues=values if key == "since" else {":r": values[":r"]},
+                    **options,
+                )
+                for key, options in queries.items()
+            }
+            answers[name]["scan"] = [[i["imageId"]["S"] for i in db.scan(TableName="images")["Items"]]]
+    assert answers["fast"] == answers["moto"]
+    assert sum(len(page) for page in answers["fast"]["newest"]) == 240
