@@ -76,7 +76,7 @@ export HOME="$work/home" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export NO_COLOR=1
 
 "$imgup" deploy --local 2>"$work/deploy.err" || fail "imgup deploy --local: $(cat "$work/deploy.err")"
-"$imgup" upload "$root"/examples/* --json >"$work/uploaded.jsonl" 2>"$work/upload.err" ||
+"$imgup" upload "$root"/examples/* --jsonl >"$work/uploaded.jsonl" 2>"$work/upload.err" ||
     fail "imgup upload: $(cat "$work/upload.err")"
 "$imgup" list --json >"$work/listed.json" 2>"$work/list.err" || fail "imgup list --json: $(cat "$work/list.err")"
 "$venv/bin/python" - "$work/uploaded.jsonl" "$work/listed.json" "$root/examples" <<'CHECK' || fail "the gallery does not hold the uploads"
