@@ -290,7 +290,7 @@ S3_ACTIONS = {
 DYNAMODB_ACTIONS = {
     "UploadRole": {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Query"},
     "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: tags
-    "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
+    "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
     "DeleteRole": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
     "ThumbnailRole": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
 }

@@ -326,14 +326,7 @@ class _Completion:
                 height=verdict.height,
                 version_id=storage.version_of(verdict.version_id),
             )
-            changed = self.store.mark_ready(
-                record.image_id,
-                uploaded_at=ready.uploaded_at or "",
-                sha256=ready.sha256 or "",
-                width=verdict.width,
-                height=verdict.height,
-                version_id=ready.version_id,
-            )
+            changed = self.store.mark_ready(ready)
             return (ready, None) if changed else (None, changed.current)
         # Record the rejection, then delete the rejected version (only that one).
         changed = self.store.mark_rejected(

@@ -37,7 +37,7 @@ def test_a_declared_checksum_that_s3_stored_is_trusted_and_only_the_header_is_re
 
     assert done["statusCode"] == 200
     assert answer_json(done)["sha256"] == sha256_hex(BIG)
-    assert operations(calls) == ["GetItem", "HeadObject", "GetObject", "UpdateItem"]
+    assert operations(calls) == ["GetItem", "HeadObject", "GetObject", "PutItem"]
     head, get = calls[1], calls[2]
     assert head.headers["x-amz-checksum-mode"] == "ENABLED"
     assert get.headers["range"] == f"bytes=0-{rules.PROBE_BYTES - 1}"
@@ -68,7 +68,7 @@ def test_without_a_declared_checksum_the_object_is_read_and_hashed_whole(stack: 
     with counted_calls(stack.env) as calls:
         done = call_complete(stack, started["imageId"])
     assert answer_json(done)["sha256"] == sha256_hex(BIG)
-    assert operations(calls) == ["GetItem", "HeadObject", "GetObject", "UpdateItem"]
+    assert operations(calls) == ["GetItem", "HeadObject", "GetObject", "PutItem"]
     assert "range" not in calls[2].headers
 
 
@@ -103,7 +103,7 @@ def test_complete_after_the_event_costs_one_read_of_the_record_and_nothing_in_s3
     with counted_calls(stack.env) as calls:
         assert call_complete(stack, started["imageId"])["statusCode"] == 200
 
-    assert operations(first) == ["GetItem", "HeadObject", "GetObject", "UpdateItem"]
+    assert operations(first) == ["GetItem", "HeadObject", "GetObject", "PutItem"]
     assert [(c.service, c.operation) for c in calls] == [("dynamodb", "GetItem")]
 
 
@@ -139,5 +139,5 @@ def test_a_check_that_overlapped_the_other_learns_the_outcome_from_its_failed_wr
         )
 
     assert (outcome.kind, outcome.record.version_id) == ("ready", version)
-    assert operations(calls) == ["HeadObject", "GetObject", "UpdateItem"]
+    assert operations(calls) == ["HeadObject", "GetObject", "PutItem"]
     assert calls[2].body["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
