@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import rules, storage
-from .settings import Settings, clients
+from .settings import Settings, clients, lambda_client
 
 logger = logging.getLogger(__name__.rpartition(".")[0] or __name__)
 logger.setLevel(logging.INFO)
@@ -130,20 +130,7 @@ def request(settings: Settings, image_id: str, *, lambda_client: Any = None) -> 
 
 
 def _lambda_client(settings: Settings) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    connection = settings.connection
-    return boto3.session.Session(
-        aws_access_key_id=connection.access_key_id,
-        aws_secret_access_key=connection.secret_access_key,
-        aws_session_token=connection.session_token,
-        region_name=connection.region,
-    ).client(
-        "lambda",
-        endpoint_url=connection.endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10),
-    )
+    return lambda_client(settings.connection)
 
 
 # --- making one --------------------------------------------------------------------------

@@ -231,3 +231,14 @@ def test_deleting_an_image_deletes_its_thumbnail_and_a_late_thumbnail_does_not_o
 def test_ids_that_are_not_image_ids_are_ignored(stack) -> None:
     assert thumbnails.handler({"imageId": "../../etc"}, None, stack.env) == {"results": []}
     assert thumbnails.handler("nonsense", None, stack.env) == {"results": []}
+
+
+def test_asking_for_thumbnails_builds_one_lambda_client_per_connection(stack) -> None:
+    # Building a boto3 client costs tens of milliseconds: one per completion made a warm
+    # CompleteFunction spend half its time there (bench/upload.py, 2026-12-02).
+    first = Settings.from_environ({**stack.env, "THUMBNAIL_FUNCTION": "imgup-thumbnail"})
+    again = Settings.from_environ({**stack.env, "THUMBNAIL_FUNCTION": "imgup-thumbnail"})
+    assert thumbnails._lambda_client(first) is thumbnails._lambda_client(again)
+    other = Settings.from_environ({**stack.env, "AWS_REGION": "eu-west-1"})
+    assert thumbnails._lambda_client(other) is not thumbnails._lambda_client(first)
+    assert thumbnails._lambda_client(other).meta.region_name == "eu-west-1"
