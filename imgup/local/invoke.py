@@ -44,6 +44,7 @@ class Invoker:
         self.runner = runner
         self.retry_delays = retry_delays
         self.accepted = Tally()
+        self.settled = Tally()  # asynchronous invocations run to the end (done or given up)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-async")
 
     def __call__(self, environ: dict[str, Any], name: str) -> Answer:
@@ -77,7 +78,18 @@ class Invoker:
             (json.dumps(result).encode()),
         )
 
+    @property
+    def pending(self) -> int:
+        """Asynchronous invocations accepted and not yet settled."""
+        return self.accepted.value - self.settled.value
+
     def _run_async(self, region: str, function: Any, event: Any) -> None:
+        try:
+            self._attempt(region, function, event)
+        finally:
+            self.settled.add()
+
+    def _attempt(self, region: str, function: Any, event: Any) -> None:
         for attempt, delay in enumerate((0.0, *self.retry_delays)):
             time.sleep(delay)
             try:

@@ -204,6 +204,7 @@ class LocalStackApp:
                 "pid": os.getpid(),
                 "requests": {kind: tally.value for kind, tally in self.requests.items()},
                 "invocations": self.runner.invocations.value,
+                "asyncPending": self.invoker.pending,
                 "events": self.notifications.delivered.value,
                 "catalogLoads": self.catalog.loads,
             }
