@@ -292,7 +292,7 @@ DYNAMODB_ACTIONS = {
     "ImagesRole": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: tags
     "CompleteRole": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
     "DeleteRole": {"dynamodb:GetItem", "dynamodb:DeleteItem"},
-    "ThumbnailRole": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    "ThumbnailRole": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
 }
 
 

@@ -17,7 +17,7 @@ import fnmatch
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.config import Config
@@ -448,6 +448,8 @@ class ImageRecord:
     thumbnail_key: str | None = None
     thumbnail_version: str | None = None
     thumbnail_error: str | None = None
+    thumbnail_width: int | None = None
+    thumbnail_height: int | None = None
 
     def to_item(self) -> dict[str, dict[str, str]]:
         item = {
@@ -472,7 +474,13 @@ class ImageRecord:
             item["galleryPk"] = {"S": rules.GALLERY_PARTITION}
             if self.sha256 is not None:
                 item["readySha256"] = {"S": self.sha256}
-        numbers = {"purgeAt": self.purge_at, "width": self.width, "height": self.height}
+        numbers = {
+            "purgeAt": self.purge_at,
+            "width": self.width,
+            "height": self.height,
+            "thumbnailWidth": self.thumbnail_width,
+            "thumbnailHeight": self.thumbnail_height,
+        }
         for name, number in numbers.items():
             if number is not None:
                 item[name] = {"N": str(number)}
@@ -515,7 +523,20 @@ class ImageRecord:
             thumbnail_key=text("thumbnailKey"),
             thumbnail_version=text("thumbnailVersion"),
             thumbnail_error=text("thumbnailError"),
+            thumbnail_width=number("thumbnailWidth"),
+            thumbnail_height=number("thumbnailHeight"),
         )
+
+
+def _still_ready_with_tags_of(record: ImageRecord) -> tuple[str, dict[str, Any]]:
+    """A condition (and its values) that holds while the record is ready and its tags are
+    those of ``record`` (``tagsVersion`` counts the changes). Names: ``#status``,
+    ``#tagsVersion``."""
+    values: dict[str, Any] = {":ready": {"S": READY}}
+    if record.tags_version is None:
+        return "#status = :ready AND attribute_not_exists(#tagsVersion)", values
+    values[":seen"] = {"N": str(record.tags_version)}
+    return "#status = :ready AND #tagsVersion = :seen", values
 
 
 def tag_attributes(tags: Mapping[str, str] | None, version: int | None) -> dict[str, Any]:
@@ -655,13 +676,20 @@ class ImageStore:
         a fraction of an UpdateItem where expressions are interpreted (the local stack)."""
         if ready.status != READY or ready.uploaded_at is None:
             raise ValueError("a ready record has its upload time")
+        return self._put_if(ready, "#status = :pending", {"#status": "status"}, {":pending": {"S": PENDING}})
+
+    def _put_if(
+        self, record: ImageRecord, condition: str, names: Mapping[str, str], values: Mapping[str, Any]
+    ) -> Transition:
+        """One conditional PutItem of the whole record; when its condition fails, the record
+        as it is (ALL_OLD)."""
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item=ready.to_item(),
-                ConditionExpression="#status = :pending",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":pending": {"S": PENDING}},
+                Item=record.to_item(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=dict(names),
+                ExpressionAttributeValues=dict(values),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -744,17 +772,36 @@ class ImageStore:
         update = "SET " + ", ".join(f"#{name} = :{name}" for name in assign)
         if not tags:
             update += " REMOVE #tags"
-        condition = "#status = :ready AND " + (
-            "#tagsVersion = :seen"
-            if record.tags_version is not None
-            else "attribute_not_exists(#tagsVersion)"
-        )
-        values = {f":{name}": value for name, value in assign.items()}
-        values[":ready"] = {"S": READY}
-        if record.tags_version is not None:
-            values[":seen"] = {"N": str(version)}
+        condition, values = _still_ready_with_tags_of(record)
+        values.update({f":{name}": value for name, value in assign.items()})
         names = {"#status": "status", "#tags": "tags", "#tagsVersion": "tagsVersion"}
         return self._update_if(record.image_id, update, condition, names, values)
+
+    def record_thumbnail(
+        self, record: ImageRecord, *, key: str, version_id: str | None, width: int, height: int
+    ) -> bool:
+        """Record the thumbnail of a ready image read as ``record``. False when the image is
+        gone or no longer ready.
+
+        The whole record is written (a PutItem, a fraction of an UpdateItem's cost on the
+        local stack), on the condition that nothing changed it since it was read: it is still
+        ready, still without a thumbnail, and its tags are unchanged (``tagsVersion``; tags
+        and the thumbnail are all that changes on a ready record). When something did, the
+        thumbnail is recorded with an UpdateItem instead (``set_thumbnail``)."""
+        made = replace(
+            record,
+            thumbnail_key=key,
+            thumbnail_version=version_id,
+            thumbnail_width=width,
+            thumbnail_height=height,
+            thumbnail_error=None,
+        )
+        condition, values = _still_ready_with_tags_of(record)
+        condition += " AND attribute_not_exists(#thumbnailKey)"
+        names = {"#status": "status", "#tagsVersion": "tagsVersion", "#thumbnailKey": "thumbnailKey"}
+        if self._put_if(made, condition, names, values):
+            return True
+        return self.set_thumbnail(record.image_id, key=key, version_id=version_id, width=width, height=height)
 
     def set_thumbnail(
         self,

@@ -160,8 +160,8 @@ def make(settings: Settings, s3: Any, store: storage.ImageStore, image_id: str) 
         CacheControl="private, max-age=31536000, immutable",
     )
     version = storage.version_of(written.get("VersionId"))
-    if not store.set_thumbnail(
-        image_id, key=key, version_id=version, width=thumbnail.width, height=thumbnail.height
+    if not store.record_thumbnail(
+        record, key=key, version_id=version, width=thumbnail.width, height=thumbnail.height
     ):
         # The image was deleted meanwhile: its thumbnail must not outlive it.
         storage.delete_all_versions(s3, bucket=settings.bucket_name, prefix=key)

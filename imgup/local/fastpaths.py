@@ -18,6 +18,10 @@ And that second sort compares moto's DynamoType objects, a Python method call (a
 of the value) per comparison; it now sorts on the plain values (strings and numbers, as those
 comparisons do), computed once per item, falling back to moto's sort for any other type.
 
+And before every action, moto lists the methods of the request's handler class
+(``inspect.getmembers``, about 300 members for DynamoDB) to see whether the action is one of
+them; the classes never change in a running stack, so the list is made once per class.
+
 ``tests/unit/test_local_fastpaths.py`` holds the answers equal with and without both.
 """
 
@@ -32,9 +36,25 @@ _in_query = threading.local()
 
 
 def install() -> None:
-    """Install both (idempotent)."""
+    """Install all three (idempotent)."""
     _install_plain_results()
     _install_unsorted_query_items()
+    _install_method_names_once()
+
+
+def _install_method_names_once() -> None:
+    import functools
+
+    from moto.core import responses
+
+    original = responses.method_names_from_class
+    if getattr(original, _FAST, False):
+        return
+    listed: Any = functools.lru_cache(maxsize=None)(lambda clazz: frozenset(original(clazz)))
+    setattr(listed, _FAST, True)
+    listed.__wrapped__ = original
+    patched: Any = responses
+    patched.method_names_from_class = listed
 
 
 def _install_unsorted_query_items() -> None:

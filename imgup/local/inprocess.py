@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -49,6 +50,7 @@ class InProcessDispatch:
 
         if ("before-send", self) not in BUILTIN_HANDLERS:
             BUILTIN_HANDLERS.append(("before-send", self))
+        _skip_signing_for(self.endpoint_url)
 
     def __call__(self, request: Any, **kwargs: Any) -> Any:
         url = request.url
@@ -125,6 +127,56 @@ class InProcessDispatch:
                 preserved[key] = name
         environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = preserved
         return environ
+
+
+def _skip_signing_for(endpoint_url: str) -> None:
+    """Requests to this process's own endpoint are not signed, only labelled with their
+    credential scope (which moto and the stack read: region, service, account); every other
+    request is signed as usual. SigV4 (canonical request, hashing the body, four HMACs) was
+    a tenth of the stack's time per upload, for a signature that nothing checks: a request
+    answered in-process never left the process. Presigned URLs (``*-query``) are untouched:
+    the stack checks those strictly (``imgup.local.presigned``)."""
+    from botocore import auth
+
+    for version, signer in (("v4", auth.SigV4Auth), ("s3v4", auth.S3SigV4Auth)):
+        current = auth.AUTH_TYPE_MAPS[version]
+        endpoints = getattr(current, "local_endpoints", None)
+        if endpoints is None:
+            endpoints = []
+            auth.AUTH_TYPE_MAPS[version] = type(
+                f"InProcess{signer.__name__}", (_ScopeOnly, signer), {"local_endpoints": endpoints}
+            )
+        if endpoint_url + "/" not in endpoints:
+            endpoints.append(endpoint_url + "/")
+
+
+class _ScopeOnly:
+    """Mixed into a botocore SigV4 signer: see ``_skip_signing_for``."""
+
+    local_endpoints: list[str]
+    credentials: Any
+    _region_name: str
+    _service_name: str
+
+    def add_auth(self, request: Any) -> None:
+        if not request.url.startswith(tuple(self.local_endpoints)) or self.credentials is None:
+            super().add_auth(request)  # type: ignore[misc]
+            return
+        now = time.gmtime()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", now)
+        scope = f"{self.credentials.access_key}/{stamp[:8]}/{self._region_name}/{self._service_name}"
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in request.headers:
+                del request.headers[name]
+        request.headers["X-Amz-Date"] = stamp
+        if self.credentials.token:
+            request.headers["X-Amz-Security-Token"] = self.credentials.token
+        if self._service_name == "s3" and "X-Amz-Content-SHA256" not in request.headers:
+            request.headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
+        request.headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={scope}/aws4_request, "
+            f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+        )
 
 
 def _headers(headers: Any) -> dict[str, str]:

@@ -215,13 +215,13 @@ def test_deleting_an_image_deletes_its_thumbnail_and_a_late_thumbnail_does_not_o
 
     other = ready(stack, picture("PNG", (300, 300)), name="q.png", file_type="image/png")
     store = handlers.ImageStore(stack.dynamodb, stack.env["TABLE_NAME"])
-    real_set = store.set_thumbnail
+    real_record = store.record_thumbnail
 
-    def deleted_meanwhile(image_id: str, **kwargs: Any) -> bool:
-        call_delete(stack, image_id)
-        return real_set(image_id, **kwargs)
+    def deleted_meanwhile(record: Any, **kwargs: Any) -> bool:
+        call_delete(stack, record.image_id)
+        return real_record(record, **kwargs)
 
-    store.set_thumbnail = deleted_meanwhile  # type: ignore[method-assign]
+    store.record_thumbnail = deleted_meanwhile  # type: ignore[method-assign]
     settings = Settings.from_environ(stack.env)
     result = thumbnails.make(settings, stack.s3, store, other)
     assert result["outcome"] == "skipped"
@@ -242,3 +242,45 @@ def test_asking_for_thumbnails_builds_one_lambda_client_per_connection(stack) ->
     other = Settings.from_environ({**stack.env, "AWS_REGION": "eu-west-1"})
     assert thumbnails._lambda_client(other) is not thumbnails._lambda_client(first)
     assert thumbnails._lambda_client(other).meta.region_name == "eu-west-1"
+
+
+def test_tags_changed_while_the_thumbnail_was_made_are_kept(stack) -> None:
+    image_id = ready(stack, picture("PNG", (300, 200)), name="t.png", file_type="image/png")
+    store = handlers.ImageStore(stack.dynamodb, stack.env["TABLE_NAME"])
+    real_record = store.record_thumbnail
+
+    def tagged_meanwhile(record: Any, **kwargs: Any) -> bool:
+        current = store.get(record.image_id)
+        assert current is not None and store.replace_tags(current, {"trip": "rome"})
+        return real_record(record, **kwargs)
+
+    store.record_thumbnail = tagged_meanwhile  # type: ignore[method-assign]
+    result = thumbnails.make(Settings.from_environ(stack.env), stack.s3, store, image_id)
+
+    assert result["outcome"] == "made"
+    after = store.get(image_id)
+    assert after is not None and after.tags == {"trip": "rome"} and after.tags_version == 1
+    assert after.thumbnail_key == thumbnails.key_of(image_id)
+    assert (after.thumbnail_width, after.thumbnail_height) == (256, 171)
+    assert after.status == "ready" and after.uploaded_at and after.sha256
+
+
+def test_a_thumbnail_is_recorded_without_changing_anything_else_of_the_record(stack) -> None:
+    image_id = ready(stack, picture("PNG", (200, 300)), name="u.png", file_type="image/png")
+    store = handlers.ImageStore(stack.dynamodb, stack.env["TABLE_NAME"])
+    before = stack.dynamodb.get_item(TableName=stack.env["TABLE_NAME"], Key={"imageId": {"S": image_id}})[
+        "Item"
+    ]
+
+    thumbnails.handler({"imageId": image_id}, None, stack.env)
+
+    after = stack.dynamodb.get_item(TableName=stack.env["TABLE_NAME"], Key={"imageId": {"S": image_id}})[
+        "Item"
+    ]
+    added = {name: after[name] for name in set(after) - set(before)}
+    assert {name: after[name] for name in before} == before
+    assert set(added) == {"thumbnailKey", "thumbnailVersion", "thumbnailWidth", "thumbnailHeight"} - (
+        set() if "thumbnailVersion" in after else {"thumbnailVersion"}
+    )
+    assert (added["thumbnailWidth"], added["thumbnailHeight"]) == ({"N": "171"}, {"N": "256"})
+    assert store.get(image_id).thumbnail_key == thumbnails.key_of(image_id)

@@ -31,9 +31,11 @@ def compared(monkeypatch: pytest.MonkeyPatch):
     (operation, took the fast path). moto is left as it was."""
     import boto3
     from moto import mock_aws
+    from moto.core import responses
     from moto.core.responses import ActionResult
 
     monkeypatch.setattr(ActionResult, "execute_result", ActionResult.execute_result)  # restored after
+    monkeypatch.setattr(responses, "method_names_from_class", responses.method_names_from_class)
     original = ActionResult.execute_result
     fastpaths.install()
     fast = ActionResult.execute_result
@@ -163,11 +165,13 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
 
     import boto3
     from moto import mock_aws
+    from moto.core import responses as moto_responses
     from moto.dynamodb.models.table import Table
 
     monkeypatch.setattr(Table, "query", Table.query)  # both restored after
     monkeypatch.setattr(Table, "all_items", Table.all_items)
     monkeypatch.setattr(Table, "sorted_items", Table.sorted_items)
+    monkeypatch.setattr(moto_responses, "method_names_from_class", moto_responses.method_names_from_class)
     fastpaths.install()
     fast_query, fast_items, fast_sort = Table.query, Table.all_items, Table.sorted_items
     generator = random.Random(7)
@@ -230,3 +234,17 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
             answers[name]["scan"] = [[i["imageId"]["S"] for i in db.scan(TableName="images")["Items"]]]
     assert answers["fast"] == answers["moto"]
     assert sum(len(page) for page in answers["fast"]["newest"]) == 240
+
+
+def test_the_actions_of_a_handler_class_are_listed_once_and_as_moto_lists_them(monkeypatch) -> None:
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.s3.responses import S3Response
+
+    monkeypatch.setattr(responses, "method_names_from_class", responses.method_names_from_class)
+    fastpaths.install()
+    listed = responses.method_names_from_class
+    for handler in (DynamoHandler, S3Response):
+        assert listed(handler) == frozenset(listed.__wrapped__(handler))
+        assert listed(handler) is listed(handler)
+    assert "get_item" in listed(DynamoHandler)
