@@ -67,7 +67,18 @@ def _pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True
+        return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether a process that is not our child has ended and waits to be reaped by its
+    parent (init, for a stack whose starter has exited): some inits reap only now and then,
+    and ``imgup local stop`` would wait for that."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False  # no /proc (macOS): alive until it is gone
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _healthy(endpoint_url: str, timeout: float = 2.0) -> bool:

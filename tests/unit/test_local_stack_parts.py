@@ -171,3 +171,40 @@ assert FakeKey.instances_tracked == []
 """
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_stack_that_ended_counts_as_stopped_before_its_parent_reaps_it() -> None:
+    # A stack whose starter has exited is a child of init, which may reap it only now and
+    # then: `imgup local stop` waited for that (1.3 s per stop here).
+    import time
+    from pathlib import Path
+
+    from imgup.local import control
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'pass'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(30)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        stat = Path(f"/proc/{pid}/stat")
+        for _ in range(200):
+            if stat.read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the child never ended")
+        assert not control._pid_alive(pid)
+        assert control._pid_alive(parent.pid)
+    finally:
+        parent.kill()
+        parent.communicate()
