@@ -10,10 +10,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests import tiers
 from tests.isolation import CLEAN_ENV, DROPPED
 from tests.samples import write_samples
 
@@ -126,3 +128,33 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeplo
     finally:
         run_imgup("cleanup", "--yes", env=env)
         run_imgup("local", "stop", env=env)
+
+
+# --- the tiers' reports, from this process or from pytest-xdist workers --------------------
+# pyproject.toml runs the suite in 3 processes with --dist loadfile: a file's tests stay in
+# one worker, so its module fixtures (a deployed local stack, mostly) are made once.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # a pytest-xdist worker: its tiers' lines go to the controller
+        output["tier_sections"] = json.dumps(tiers.SECTIONS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    sent = getattr(node, "workeroutput", {}).get("tier_sections")
+    for title, lines in json.loads(sent or "{}").items():
+        tiers.section(title).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter: object, exitstatus: int, config: pytest.Config) -> None:
+    reporter: Any = terminalreporter
+    for title, lines in tiers.SECTIONS.items():
+        if not lines:
+            continue
+        reporter.write_sep("-", title)
+        for line in dict.fromkeys(lines):
+            # A skipped or failed tier must be impossible to miss.
+            skipped, failed = "skipped" in line, "FAILED" in line
+            reporter.write_line(line, yellow=skipped, red=failed, bold=skipped or failed)

@@ -47,6 +47,7 @@ from .wire import (
     MAX_OBJECT_BYTES,
     Answer,
     BodyError,
+    Foreground,
     Tally,
     aws_error,
     declared_length,
@@ -118,6 +119,7 @@ class LocalStackApp:
         self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
         self.notifications = NotificationRouter(self.runner, self.catalog)
+        self.foreground = Foreground()
         self.invoker = Invoker(self.runner)
         self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
@@ -136,7 +138,14 @@ class LocalStackApp:
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
             return respond(("200 OK", {"Content-Type": "application/json"}, self._health()), start_response)
-        self.requests["inProcess" if environ.get("imgup.in_process") else "http"].add()
+        if environ.get("imgup.in_process"):
+            self.requests["inProcess"].add()
+            return self._serve(environ, start_response, path)
+        self.requests["http"].add()
+        with self.foreground.serving():
+            return self._serve(environ, start_response, path)
+
+    def _serve(self, environ: dict[str, Any], start_response: Any, path: str) -> Iterable[bytes]:
         if path.startswith(PREFIX):
             self.requests["api"].add()
             return self.api(environ, start_response)

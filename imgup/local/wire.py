@@ -9,11 +9,14 @@ thread or turn into an HTML error page.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -211,3 +214,30 @@ class Tally:
     def add(self) -> None:
         with self._lock:
             self.value += 1
+
+
+class Foreground:
+    """Requests from outside the process being served, and since when there are none: the
+    stack's background work (asynchronous invocations) waits for a quiet moment, as it would
+    run elsewhere on AWS instead of taking turns with the requests on one core."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._since = time.monotonic()
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._since = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last request ended; 0 while one is being served."""
+        with self._lock:
+            return 0.0 if self._active else time.monotonic() - self._since

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests import tiers
 from tests.conftest import LocalDeployment
 from tests.gallery_support import Gallery, running_gallery
 
@@ -38,15 +39,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 INSTALL_HINT = "apt-get install chromium, and pip install playwright (the dev extra)"
 
-_summary: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if not _summary:
-        return
-    terminalreporter.write_sep("-", "browser tier (gallery page)")
-    for line in dict.fromkeys(_summary):
-        terminalreporter.write_line(line, yellow="skipped" in line, red="FAILED" in line, bold=True)
+_summary = tiers.section("browser tier (gallery page)")
 
 
 def _in_ci() -> bool:

@@ -26,11 +26,13 @@ def _local_state(config_dir: Path) -> dict | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs: an ended one that its parent (init) has not reaped yet, a
+    zombie, does not."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def test_deploy_upload_list_fetch_and_cleanup_leave_nothing_behind(

@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import tiers
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PYTHON = REPO_ROOT / ".tools" / "localstack-venv" / "bin" / "python"
 INSTALL_HINT = "run .ci/localstack.sh install"
@@ -40,7 +42,7 @@ REGION = "us-east-1"
 TARGETS = ["imgup-local", "localstack"]
 
 # Set by the `localstack` fixture, reported by pytest_terminal_summary.
-_tier_status: list[str] = []
+_tier_status = tiers.section("strict-S3 tier")
 
 
 @dataclass(frozen=True)
@@ -59,21 +61,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "strict_s3: strict-S3 conformance tier, runs against LocalStack S3 with signature "
         "validation (skipped unless .ci/localstack.sh install has run)",
     )
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if not _tier_status:
-        return
-    terminalreporter.write_sep("-", "strict-S3 tier")
-    for line in _tier_status:
-        # A skipped or failed tier must be impossible to miss.
-        marked = not line.startswith(("strict-S3 tier: LocalStack", "strict-S3 tier: imgup's local stack"))
-        terminalreporter.write_line(
-            line,
-            yellow=marked and "skipped" in line,
-            red=marked and "FAILED" in line,
-            bold=marked,
-        )
 
 
 def _require_strict() -> bool:

@@ -208,3 +208,68 @@ def test_a_stack_that_ended_counts_as_stopped_before_its_parent_reaps_it() -> No
     finally:
         parent.kill()
         parent.communicate()
+
+
+class _Runner:
+    """A LambdaRunner's face: every function exists, and invocations are recorded."""
+
+    def __init__(self) -> None:
+        self.invoked: list[object] = []
+
+    def function(self, region: str, name: str) -> str:
+        return name
+
+    def invoke(self, region: str, function: object, event: object) -> dict:
+        self.invoked.append(event)
+        return {}
+
+
+def _invoke_async(invoker: object, event: bytes) -> tuple:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/2015-03-31/functions/thumbnail/invocations",
+        "HTTP_X_AMZ_INVOCATION_TYPE": "Event",
+        "CONTENT_LENGTH": str(len(event)),
+        "wsgi.input": io.BytesIO(event),
+    }
+    return invoker(environ, "thumbnail")  # type: ignore[operator]
+
+
+def test_background_invocations_wait_until_no_request_is_being_served() -> None:
+    import time
+
+    from imgup.local.invoke import Invoker
+    from imgup.local.wire import Foreground
+
+    runner, foreground = _Runner(), Foreground()
+    invoker = Invoker(runner, quiet_for=foreground.quiet_for)  # type: ignore[arg-type]
+    try:
+        with foreground.serving():  # an upload's request from outside
+            assert _invoke_async(invoker, b'{"imageId": "a"}')[0].startswith("202")
+            time.sleep(0.3)
+            assert runner.invoked == [] and invoker.pending == 1
+        for _ in range(200):
+            if not invoker.pending:
+                break
+            time.sleep(0.01)
+        assert runner.invoked == [{"imageId": "a"}] and invoker.pending == 0
+    finally:
+        invoker.shutdown()
+
+
+def test_background_invocations_are_not_put_off_for_ever_by_a_busy_stack() -> None:
+    import time
+
+    from imgup.local.invoke import Invoker
+
+    runner = _Runner()
+    invoker = Invoker(runner, quiet_for=lambda: 0.0, max_wait=0.2)  # type: ignore[arg-type]
+    try:
+        _invoke_async(invoker, b'{"imageId": "b"}')
+        for _ in range(300):
+            if runner.invoked:
+                break
+            time.sleep(0.01)
+        assert runner.invoked == [{"imageId": "b"}]
+    finally:
+        invoker.shutdown()
