@@ -248,3 +248,58 @@ def test_the_actions_of_a_handler_class_are_listed_once_and_as_moto_lists_them(m
         assert listed(handler) == frozenset(listed.__wrapped__(handler))
         assert listed(handler) is listed(handler)
     assert "get_item" in listed(DynamoHandler)
+
+
+def test_object_versions_under_a_prefix_are_listed_as_moto_lists_them(monkeypatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.s3.models import S3Backend
+    from moto.s3.utils import _VersionedKeyStore
+
+    monkeypatch.setattr(S3Backend, "list_object_versions", S3Backend.list_object_versions)  # restored
+    monkeypatch.setattr(_VersionedKeyStore, "iterlists", _VersionedKeyStore.iterlists)
+    moto_listing = S3Backend.list_object_versions
+    moto_iterlists = _VersionedKeyStore.iterlists
+    keys = ["images", "images/a.png", "images/a.png2", "images/b/c.png", "imagesx/d.png", "thumbnails/a.webp"]
+    asked = [
+        {"Prefix": "images/a.png"},
+        {"Prefix": "images/"},
+        {"Prefix": "images/", "Delimiter": "/"},
+        {"Prefix": "images/", "MaxKeys": 2},
+        {"Prefix": "image"},
+        {"Prefix": "nothing/"},
+        {},
+    ]
+
+    def every_page(s3: Any, **query: Any) -> list[dict]:
+        pages, token = [], {}
+        for _ in range(50):
+            page = s3.list_object_versions(Bucket="fastpath-versions", **query, **token)
+            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                entry.pop("LastModified", None)
+            pages.append({k: v for k, v in page.items() if k != "ResponseMetadata"})
+            if not page.get("IsTruncated"):
+                return pages
+            token = {"KeyMarker": page["NextKeyMarker"]}
+            if page.get("NextVersionIdMarker"):
+                token["VersionIdMarker"] = page["NextVersionIdMarker"]
+        raise AssertionError("more than 50 pages")
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="fastpath-versions")
+        s3.put_bucket_versioning(Bucket="fastpath-versions", VersioningConfiguration={"Status": "Enabled"})
+        for round_ in range(2):
+            for key in keys:
+                s3.put_object(Bucket="fastpath-versions", Key=key, Body=f"{key} {round_}".encode())
+        s3.delete_object(Bucket="fastpath-versions", Key="images/a.png2")  # a delete marker
+        slow = [every_page(s3, **query) for query in asked]
+        fastpaths.install()
+        assert S3Backend.list_object_versions is not moto_listing
+        assert _VersionedKeyStore.iterlists is not moto_iterlists
+        fast = [every_page(s3, **query) for query in asked]
+        listed = [sorted(v["Key"] for page in pages for v in page.get("Versions", [])) for pages in fast]
+
+    assert fast == slow
+    assert listed[0] == ["images/a.png", "images/a.png", "images/a.png2", "images/a.png2"]
+    assert len(fast[3]) > 1  # pages of two
