@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import stat
 import threading
@@ -157,7 +158,11 @@ def inspect_file(path: Path, max_bytes: int) -> LocalFile:
     except (OSError, ValueError) as exc:
         raise FileRejected(f"cannot read it ({getattr(exc, 'strerror', None) or exc}).") from None
     if stat.S_ISDIR(info.st_mode):
-        raise FileRejected("is a directory, not an image file.")
+        folder = shlex.quote(str(path).rstrip("/") or "/")
+        raise FileRejected(
+            f"is a directory, not an image file: give the files in it ({folder}/*), "
+            f"or their paths on stdin (find {folder} -type f | imgup upload -)."
+        )
     if not stat.S_ISREG(info.st_mode):
         raise FileRejected("is not a regular file.")
     if info.st_size == 0:

@@ -96,7 +96,9 @@ def test_inspect_file_rejects_a_directory(tmp_path):
     directory = tmp_path / "album.png"
     directory.mkdir()
 
-    assert "is a directory" in rejection(directory)
+    said = rejection(directory)
+    assert "is a directory" in said
+    assert f"({directory}/*)" in said and f"find {directory} -type f | imgup upload -" in said
 
 
 def test_inspect_file_rejects_an_empty_file(tmp_path):
