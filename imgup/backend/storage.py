@@ -683,15 +683,19 @@ class ImageStore:
     ) -> Transition:
         """One conditional PutItem of the whole record; when its condition fails, the record
         as it is (ALL_OLD)."""
+        return self._write_if(
+            self._db.put_item,
+            Item=record.to_item(),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=dict(names),
+            ExpressionAttributeValues=dict(values),
+        )
+
+    def _write_if(self, write: Callable[..., Any], **request: Any) -> Transition:
+        """One conditional write to the table; when its condition fails, the record as it is
+        (ALL_OLD), None when there is none."""
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=record.to_item(),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=dict(names),
-                ExpressionAttributeValues=dict(values),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            write(TableName=self._table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request)
         except ClientError as exc:
             if _conditional_failed(exc):
                 item = exc.response.get("Item")
@@ -745,22 +749,14 @@ class ImageStore:
         values: Mapping[str, Any],
     ) -> Transition:
         """One conditional UpdateItem; when its condition fails, the record as it is (ALL_OLD)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"imageId": {"S": image_id}},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=dict(names),
-                ExpressionAttributeValues=dict(values),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                item = exc.response.get("Item")
-                return Transition(False, ImageRecord.from_item(item) if item else None)
-            raise
-        return Transition(True)
+        return self._write_if(
+            self._db.update_item,
+            Key={"imageId": {"S": image_id}},
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=dict(names),
+            ExpressionAttributeValues=dict(values),
+        )
 
     def replace_tags(self, record: ImageRecord, tags: Mapping[str, str]) -> Transition:
         """Give a ready record these tags, if nobody changed its tags since ``record`` was read

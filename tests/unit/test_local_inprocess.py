@@ -51,15 +51,20 @@ def client(service: str, endpoint: str) -> Any:
     return made
 
 
-@pytest.mark.parametrize("service", ["s3", "dynamodb"])
-def test_a_request_to_the_stack_itself_carries_its_scope_and_no_signature(sent, service: str) -> None:
-    call = client(service, LOCAL)
+def authorization(sent: list[Any], service: str, endpoint: str) -> str:
+    """The Authorization header of one call of ``service`` to ``endpoint``."""
+    call = client(service, endpoint)
     if service == "s3":
         call.put_object(Bucket="b", Key="k", Body=b"data")
     else:
         call.list_tables()
     header = sent[-1].headers["Authorization"]
-    header = header.decode() if isinstance(header, bytes) else header
+    return header.decode() if isinstance(header, bytes) else header
+
+
+@pytest.mark.parametrize("service", ["s3", "dynamodb"])
+def test_a_request_to_the_stack_itself_carries_its_scope_and_no_signature(sent, service: str) -> None:
+    header = authorization(sent, service, LOCAL)
     assert "Credential=AKIDLOCAL/" in header and f"/eu-west-1/{service}/aws4_request" in header
     assert header.endswith(f"Signature={ZEROS}")
     assert len(sent[-1].headers["X-Amz-Date"]) == len("20261202T010203Z")
@@ -67,14 +72,7 @@ def test_a_request_to_the_stack_itself_carries_its_scope_and_no_signature(sent, 
 
 @pytest.mark.parametrize("service", ["s3", "dynamodb"])
 def test_a_request_elsewhere_is_signed_as_botocore_signs_it(sent, service: str) -> None:
-    call = client(service, ELSEWHERE)
-    if service == "s3":
-        call.put_object(Bucket="b", Key="k", Body=b"data")
-    else:
-        call.list_tables()
-    header = sent[-1].headers["Authorization"]
-    header = header.decode() if isinstance(header, bytes) else header
-    signature = header.rpartition("Signature=")[2]
+    signature = authorization(sent, service, ELSEWHERE).rpartition("Signature=")[2]
     assert len(signature) == 64 and signature != ZEROS
 
 
