@@ -276,7 +276,7 @@ def upload(
         False, "--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0)."
     ),
     concurrency: int | None = typer.Option(
-        None, "--concurrency", "-j", help="Parallel uploads (default: 4; or IMGUP_CONCURRENCY)."
+        None, "--concurrency", "-j", help="Parallel uploads (default: 16; or IMGUP_CONCURRENCY)."
     ),
     retries: int | None = typer.Option(
         None, "--retries", help="Retries per request on transient errors (default: 4; or IMGUP_RETRIES)."

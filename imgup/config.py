@@ -42,7 +42,10 @@ class Settings:
     stack_name: str = DEFAULT_STACK_NAME
     region: str | None = None
     profile: str | None = None
-    concurrency: int = 4
+    # Parallel uploads. Measured (1,000 files of 20 KiB on the local stack, two runs each,
+    # seconds): -j 1: 23.5, 21.8; -j 4: 21.0, 22.0; -j 8: 16.7, 20.2; -j 16: 17.6, 18.0;
+    # -j 32: 16.5, 16.9. aws s3 cp sends 10 at once.
+    concurrency: int = 16
     retries: int = 4
     timeout: float = 30.0
     target: str | None = None  # "local" or "aws": which deployment to use, or where to deploy

@@ -408,7 +408,7 @@ def test_every_option_shows_its_whole_help_text_with_nothing_eaten_as_markup(com
 @pytest.mark.parametrize(
     ("command", "defaults"),
     [
-        (["upload"], ["Parallel uploads (default: 4", "transient errors (default: 4"]),
+        (["upload"], ["Parallel uploads (default: 16", "transient errors (default: 4"]),
         (["list"], ["(default: 50)"]),
         (["deploy"], ["(default: imgup", "[default: 1800]", "(default: 20"]),
     ],
