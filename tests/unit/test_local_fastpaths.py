@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from imgup.local import fastpaths
+from tests.backend.backend_support import TABLE, create_table
 
 ITEM = {
     "imageId": {"S": "id-1"},
@@ -90,37 +91,18 @@ def compared(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(ActionResult, "execute_result", both)
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")
-        db.create_table(
-            TableName="images",
-            KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
-            AttributeDefinitions=[
-                {"AttributeName": "imageId", "AttributeType": "S"},
-                {"AttributeName": "galleryPk", "AttributeType": "S"},
-                {"AttributeName": "uploadedAt", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "ReadyByDate",
-                    "KeySchema": [
-                        {"AttributeName": "galleryPk", "KeyType": "HASH"},
-                        {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(db)
         yield db, seen
 
 
 def test_item_operations_answer_the_same_through_the_fast_path(compared) -> None:
     db, seen = compared
-    db.put_item(TableName="images", Item=ITEM)
-    db.put_item(TableName="images", Item={**ITEM, "imageId": {"S": "id-2"}}, ReturnValues="ALL_OLD")
-    assert db.get_item(TableName="images", Key={"imageId": {"S": "id-1"}})["Item"] == ITEM
-    db.get_item(TableName="images", Key={"imageId": {"S": "nobody"}})
+    db.put_item(TableName=TABLE, Item=ITEM)
+    db.put_item(TableName=TABLE, Item={**ITEM, "imageId": {"S": "id-2"}}, ReturnValues="ALL_OLD")
+    assert db.get_item(TableName=TABLE, Key={"imageId": {"S": "id-1"}})["Item"] == ITEM
+    db.get_item(TableName=TABLE, Key={"imageId": {"S": "nobody"}})
     page = db.query(
-        TableName="images",
+        TableName=TABLE,
         IndexName="ReadyByDate",
         KeyConditionExpression="galleryPk = :r",
         ExpressionAttributeValues={":r": {"S": "ready"}},
@@ -128,22 +110,20 @@ def test_item_operations_answer_the_same_through_the_fast_path(compared) -> None
     )
     assert page["Count"] == 1 and "LastEvaluatedKey" in page
     db.batch_get_item(
-        RequestItems={"images": {"Keys": [{"imageId": {"S": "id-1"}}, {"imageId": {"S": "id-2"}}]}}
+        RequestItems={TABLE: {"Keys": [{"imageId": {"S": "id-1"}}, {"imageId": {"S": "id-2"}}]}}
     )
-    db.batch_write_item(
-        RequestItems={"images": [{"PutRequest": {"Item": {**ITEM, "imageId": {"S": "id-3"}}}}]}
-    )
+    db.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": {**ITEM, "imageId": {"S": "id-3"}}}}]})
     db.update_item(
-        TableName="images",
+        TableName=TABLE,
         Key={"imageId": {"S": "id-1"}},
         UpdateExpression="SET #s = :s",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":s": {"S": "rejected"}},
         ReturnValues="ALL_NEW",
     )
-    db.delete_item(TableName="images", Key={"imageId": {"S": "id-2"}}, ReturnValues="ALL_OLD")
-    db.scan(TableName="images")
-    db.describe_table(TableName="images")  # timestamps: moto's serializer, as before
+    db.delete_item(TableName=TABLE, Key={"imageId": {"S": "id-2"}}, ReturnValues="ALL_OLD")
+    db.scan(TableName=TABLE)
+    db.describe_table(TableName=TABLE)  # timestamps: moto's serializer, as before
 
     fast = {operation for operation, took in seen if took}
     assert {
@@ -212,32 +192,13 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
     }
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")
-        db.create_table(
-            TableName="images",
-            KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
-            AttributeDefinitions=[
-                {"AttributeName": "imageId", "AttributeType": "S"},
-                {"AttributeName": "galleryPk", "AttributeType": "S"},
-                {"AttributeName": "uploadedAt", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "ReadyByDate",
-                    "KeySchema": [
-                        {"AttributeName": "galleryPk", "KeyType": "HASH"},
-                        {"AttributeName": "uploadedAt", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(db)
         for n in range(300):
             item = {"imageId": {"S": f"id-{generator.randrange(10**9):09d}"}}
             if n % 5:  # some items are not in the index at all
                 stamp = f"2026-12-{generator.randrange(1, 4):02d}T00:00:{generator.randrange(60):02d}.000000Z"
                 item.update(galleryPk={"S": "ready"}, uploadedAt={"S": stamp})
-            db.put_item(TableName="images", Item=item)
+            db.put_item(TableName=TABLE, Item=item)
         values = {":r": {"S": "ready"}, ":t": {"S": "2026-12-02T00:00:00.000000Z"}}
         answers = {}
         for name, (query, items, sort) in {
@@ -250,7 +211,7 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
             answers[name] = {
                 key: _pages(
                     db,
-                    TableName="images",
+                    TableName=TABLE,
                     IndexName="ReadyByDate",
                     Limit=7,
                     ExpressionAttributeValues=values if key == "since" else {":r": values[":r"]},
@@ -258,7 +219,7 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
                 )
                 for key, options in queries.items()
             }
-            answers[name]["scan"] = [[i["imageId"]["S"] for i in db.scan(TableName="images")["Items"]]]
+            answers[name]["scan"] = [[i["imageId"]["S"] for i in db.scan(TableName=TABLE)["Items"]]]
     assert answers["fast"] == answers["moto"]
     assert sum(len(page) for page in answers["fast"]["newest"]) == 240
 
