@@ -43,6 +43,8 @@ TYPE_MISMATCH = "Type mismatch"
 SIZE_MISMATCH = "Size mismatch"
 CHECKSUM_MISMATCH = "Checksum mismatch"
 CHANGING = "Object changing"
+WHOLE_READ_BYTES = 1024 * 1024
+"""Objects up to this size are checked from one GET of the whole object (see check_object)."""
 
 
 def status_for_reason(reason: str | None) -> int:
@@ -104,11 +106,15 @@ def check_object(
     """Check the object at ``record.s3_key`` (the version ``version_id``, else the current one)
     against the record and the size limit.
 
-    When the upload declared a SHA-256, the presigned PUT signed it and S3 verified the body
-    against it: if HEAD (checksum mode) shows that S3 stored exactly that checksum, only the
-    first bytes are read, for the header. Otherwise (nothing declared, or no checksum stored)
-    the whole object is read and hashed.
+    An object declared at most WHOLE_READ_BYTES is read whole with one GET, which says its
+    size and version too: its size, header and SHA-256 are judged on the bytes. A larger one
+    costs a HEAD first. When its upload declared a SHA-256, the presigned PUT signed it and S3
+    verified the body against it: if HEAD (checksum mode) shows that S3 stored exactly that
+    checksum, only the first bytes are read, for the header. Otherwise (nothing declared, or
+    no checksum stored) the whole object is read and hashed.
     """
+    if record.file_size <= WHOLE_READ_BYTES:
+        return _check_whole(s3, bucket=bucket, record=record, max_bytes=max_bytes, version_id=version_id)
     for _ in range(3):
         info = storage.head_object(
             s3, bucket=bucket, key=record.s3_key, version_id=version_id, checksum=record.sha256 is not None
@@ -129,6 +135,26 @@ def check_object(
         except _Gone:
             return NOT_ARRIVED
     return Verdict(arrived=True, reason=f"{CHANGING}: the object kept changing while it was checked")
+
+
+def _check_whole(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int, version_id: str | None) -> Verdict:
+    content = storage.read_object(
+        s3,
+        bucket=bucket,
+        key=record.s3_key,
+        max_bytes=record.file_size,
+        version_id=version_id,
+        keep=record.file_size,
+    )
+    if content is None:
+        return NOT_ARRIVED
+    found = Verdict(arrived=True, version_id=content.version_id or version_id)
+    # what S3 says first (a larger object is not read past the declared size), then what came
+    reason = _size_reason(content.length, record, max_bytes) or _size_reason(content.size, record, max_bytes)
+    if reason:
+        return replace(found, reason=reason)
+    header = rules.read_image_header(lambda offset, length: content.head[offset : offset + length], content.size)
+    return _judge_content(found, record, content, header)
 
 
 def _stored_checksum(info: storage.ObjectInfo) -> str | None:
@@ -164,7 +190,13 @@ def _judge_read(
     if reason:
         return replace(found, reason=reason)
     read.head = content.head
-    header = rules.read_image_header(read, content.size)
+    return _judge_content(found, record, content, rules.read_image_header(read, content.size))
+
+
+def _judge_content(
+    found: Verdict, record: ImageRecord, content: storage.ObjectContent, header: rules.ImageHeader
+) -> Verdict:
+    """The verdict on an object read whole: its format, then its SHA-256 if one was declared."""
     reason = format_reason(header, record.file_type)
     if reason is None and record.sha256 is not None and content.sha256 != record.sha256:
         reason = f"{CHECKSUM_MISMATCH}: the file's SHA-256 is not the one declared"

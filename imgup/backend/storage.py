@@ -279,12 +279,16 @@ class ObjectChanged(Exception):
 
 @dataclass(frozen=True)
 class ObjectContent:
-    """What reading an object found: its first bytes (up to rules.PROBE_BYTES), its size and
-    its SHA-256 (hex)."""
+    """What reading an object found: its first bytes (up to rules.PROBE_BYTES, or ``keep``),
+    the bytes read, their SHA-256 (hex), and what S3 said of the object: its whole size
+    (``length``, which can exceed what was read), its ETag and its version."""
 
     head: bytes
     size: int
     sha256: str
+    length: int = 0
+    etag: str = ""
+    version_id: str | None = None
 
 
 def _read_kwargs(bucket: str, key: str, etag: str | None, version_id: str | None) -> dict[str, Any]:
@@ -316,8 +320,9 @@ def read_object(
     etag: str | None = None,
     version_id: str | None = None,
     chunk_size: int = 256 * 1024,
+    keep: int = rules.PROBE_BYTES,
 ) -> ObjectContent | None:
-    """Stream an object once: keep its first PROBE_BYTES, count it and hash it.
+    """Stream an object once: keep its first ``keep`` bytes, count it and hash it.
 
     Reading stops after ``max_bytes + 1`` bytes, so a huge object costs no more than the limit
     (the size then reported is ``max_bytes + 1``, and the hash is of that prefix). A
@@ -336,13 +341,20 @@ def read_object(
             chunk = body.read(min(chunk_size, max_bytes + 1 - size))
             if not chunk:
                 break
-            if len(head) < rules.PROBE_BYTES:
-                head += chunk[: rules.PROBE_BYTES - len(head)]
+            if len(head) < keep:
+                head += chunk[: keep - len(head)]
             digest.update(chunk)
             size += len(chunk)
     finally:
         body.close()
-    return ObjectContent(head=head, size=size, sha256=digest.hexdigest())
+    return ObjectContent(
+        head=head,
+        size=size,
+        sha256=digest.hexdigest(),
+        length=int(answer.get("ContentLength", size)),
+        etag=str(answer.get("ETag", "")),
+        version_id=answer.get("VersionId") or None,
+    )
 
 
 def read_range(

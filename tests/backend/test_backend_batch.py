@@ -359,20 +359,20 @@ def upload_batch(stack: Stack, count: int, *, complete_first: bool) -> list[Any]
 
 
 @pytest.mark.parametrize("complete_first", [False, True], ids=["event-first", "complete-first"])
-def test_an_uploaded_file_costs_at_most_five_operations_plus_a_share_of_the_batches(
+def test_an_uploaded_file_costs_at_most_four_operations_plus_a_share_of_the_batches(
     stack: Stack, complete_first: bool
 ) -> None:
-    # Five: the Query of the SHA-256 index that looks for the same bytes in the gallery, then
-    # the four of the check (GetItem, HEAD, ranged GET, PutItem).
+    # Four: the Query of the SHA-256 index that looks for the same bytes in the gallery, then
+    # the three of the check (GetItem, one GET of the whole small object, PutItem).
     count = 50
     calls = upload_batch(stack, count, complete_first=complete_first)
     batches = [c for c in calls if c.operation.startswith("Batch")]
     per_file = [c for c in calls if not c.operation.startswith("Batch")]
     assert operations(batches).count("BatchWriteItem") == 2 and operations(batches).count("BatchGetItem") == 1
-    assert len(per_file) == 5 * count
-    assert sorted(set(operations(per_file))) == ["GetItem", "GetObject", "HeadObject", "PutItem", "Query"]
+    assert len(per_file) == 4 * count
+    assert sorted(set(operations(per_file))) == ["GetItem", "GetObject", "PutItem", "Query"]
     lookups = [c for c in per_file if c.operation == "Query"]
     assert {c.body["IndexName"] for c in lookups} == {"ReadyBySha256"}
-    ranged = [c for c in per_file if c.operation == "GetObject"]
-    assert all(c.headers.get("range") for c in ranged)
-    assert len(ranged) == count
+    reads = [c for c in per_file if c.operation == "GetObject"]
+    assert not any(c.headers.get("range") for c in reads)
+    assert len(reads) == count

@@ -1,11 +1,13 @@
 """Verify once, and cheaply: whichever of ``complete`` and the S3 event comes second finds the
-work done with one consistent GetItem and no S3 call; a declared SHA-256 that S3 stored is
-trusted, so only the first bytes are read; without one, the object is read and hashed."""
+work done with one consistent GetItem and no S3 call. An object of up to a MiB is checked from
+one GET of all of it; of a larger one, a declared SHA-256 that S3 stored is trusted, so only
+the first bytes are read; without one, the object is read and hashed."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from backend_support import (
     Stack,
     answer_json,
@@ -24,7 +26,48 @@ from imgup.backend import completion, handlers, rules
 from imgup.backend.settings import Settings, clients
 from imgup.backend.storage import ImageStore
 
-BIG = png_bytes(padding=300 * 1024)  # larger than what the header check reads
+# larger than what is read whole, and than what the header check reads
+BIG = png_bytes(padding=completion.WHOLE_READ_BYTES + 300 * 1024)
+SMALL = png_bytes(padding=20 * 1024)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["sha256-declared", "nothing-declared"])
+def test_a_small_object_is_checked_from_one_get_of_all_of_it(stack: Stack, declared: bool) -> None:
+    started = start_upload(stack, SMALL, sha256=sha256_hex(SMALL) if declared else None)
+    key = key_of(stack, started["imageId"])
+    version = put_with_checksum(stack, key, SMALL)
+
+    with counted_calls(stack.env) as calls:
+        done = call_complete(stack, started["imageId"])
+
+    assert done["statusCode"] == 200
+    answer = answer_json(done)
+    assert answer["sha256"] == sha256_hex(SMALL)
+    assert (answer["width"], answer["height"]) == (1, 1)
+    assert operations(calls) == ["GetItem", "GetObject", "PutItem"]
+    assert "range" not in calls[1].headers
+    assert stack.record(started["imageId"])["versionId"] == {"S": version}
+
+
+def test_a_small_object_with_other_bytes_than_declared_is_a_checksum_mismatch(stack: Stack) -> None:
+    started = start_upload(stack, SMALL, sha256=sha256_hex(SMALL))
+    other = SMALL[:-1] + bytes([SMALL[-1] ^ 1])
+    stack.put(key_of(stack, started["imageId"]), other)
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 422
+    assert answer_json(answer)["reason"].startswith("Checksum mismatch")
+    assert stack.versions() == []
+
+
+def test_a_small_object_larger_than_declared_is_too_large_and_says_its_real_size(stack: Stack) -> None:
+    started = start_upload(stack, SMALL, sha256=sha256_hex(SMALL))
+    stack.put(key_of(stack, started["imageId"]), SMALL + b"\0" * 5000)
+    answer = call_complete(stack, started["imageId"])
+    assert answer["statusCode"] == 413
+    assert answer_json(answer)["reason"] == (
+        f"Too large: the uploaded file has {len(SMALL) + 5000} bytes, but {len(SMALL)} were declared"
+    )
+    assert stack.versions() == []
 
 
 def test_a_declared_checksum_that_s3_stored_is_trusted_and_only_the_header_is_read(stack: Stack) -> None:
