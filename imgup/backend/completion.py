@@ -137,7 +137,9 @@ def check_object(
     return Verdict(arrived=True, reason=f"{CHANGING}: the object kept changing while it was checked")
 
 
-def _check_whole(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int, version_id: str | None) -> Verdict:
+def _check_whole(
+    s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int, version_id: str | None
+) -> Verdict:
     content = storage.read_object(
         s3,
         bucket=bucket,
@@ -153,7 +155,8 @@ def _check_whole(s3: Any, *, bucket: str, record: ImageRecord, max_bytes: int, v
     reason = _size_reason(content.length, record, max_bytes) or _size_reason(content.size, record, max_bytes)
     if reason:
         return replace(found, reason=reason)
-    header = rules.read_image_header(lambda offset, length: content.head[offset : offset + length], content.size)
+    whole = content.head
+    header = rules.read_image_header(lambda offset, length: whole[offset : offset + length], content.size)
     return _judge_content(found, record, content, header)
 
 

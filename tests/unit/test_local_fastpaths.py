@@ -31,6 +31,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts from moto's own methods, and leaves them so (fastpaths.install
     patches them for the whole process)."""
     from moto.core import responses
+    from moto.core.base_backend import BackendDict
     from moto.core.responses import ActionResult
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
@@ -46,6 +47,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
         (Item, "project"),
         (S3Backend, "list_object_versions"),
         (_VersionedKeyStore, "iterlists"),
+        (BackendDict, "_create_account_specific_backend"),
     ]
     for owner, name in patched:
         current = getattr(owner, name)
@@ -346,3 +348,24 @@ def _sets_sorted(item: dict) -> dict:
         name: {kind: sorted(v) if kind in ("SS", "NS") else v for kind, v in value.items()}
         for name, value in item.items()
     }
+
+
+def test_a_backend_is_found_by_account_as_moto_finds_it_and_listed_as_moto_lists_it(monkeypatch) -> None:
+    from moto.core.base_backend import BackendDict
+    from moto.dynamodb.models import DynamoDBBackend
+
+    fastpaths.install()
+    monkeypatch.setattr(BackendDict, "_instances", [])
+    backends = BackendDict(DynamoDBBackend, "dynamodb")
+    assert getattr(BackendDict._create_account_specific_backend, "__wrapped__", None) is not None
+    first = backends["123456789012"]["us-east-1"]
+    assert backends["123456789012"]["us-east-1"] is first
+    assert BackendDict._instances == [backends]  # listed when it got its first account
+    other = backends["210987654321"]
+    assert other is not backends["123456789012"] and set(backends) == {"123456789012", "210987654321"}
+    assert BackendDict._instances == [backends]
+
+    BackendDict.reset()  # moto's reset empties both the list and the dictionary...
+    assert BackendDict._instances == [] and dict(backends) == {}
+    assert backends["123456789012"]["us-east-1"] is not first  # ...and a new look-up lists it again
+    assert BackendDict._instances == [backends]

@@ -82,3 +82,143 @@ def test_a_presigned_url_of_the_stack_is_signed_for_real(sent) -> None:
     )
     signature = url.rpartition("X-Amz-Signature=")[2]
     assert len(signature) == 64 and signature != ZEROS
+
+
+# --- moto's handlers called without its Flask application ------------------------------------
+
+
+def _plain(answer: Any, name: str) -> Any:
+    """An answer without what differs from call to call (request ids, dates, version ids, the
+    names of the table and bucket)."""
+    if isinstance(answer, dict):
+        return {
+            k: "<varies>" if k in {"VersionId", "LastModified"} else _plain(v, name)
+            for k, v in answer.items()
+            if k not in {"ResponseMetadata", "TableDescription", "Location"}
+        }
+    if isinstance(answer, list):
+        return [_plain(v, name) for v in answer]
+    if hasattr(answer, "read"):
+        return answer.read().hex()
+    return "<name>" if answer == name else answer
+
+
+def _scenario(clients: Any, name: str) -> list[Any]:
+    """What a series of the handlers' kinds of calls answer, errors included."""
+    from botocore.exceptions import ClientError
+
+    db, s3 = clients("dynamodb", "us-east-1"), clients("s3", "us-east-1")
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    key = {"imageId": {"S": "one"}}
+    item = {**key, "status": {"S": "pending"}, "size": {"N": "3"}, "tags": {"M": {"a": {"S": "b"}}}}
+    calls = [
+        lambda: db.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "imageId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "imageId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        ),
+        lambda: db.put_item(TableName=name, Item=item),
+        lambda: db.get_item(TableName=name, Key=key, ConsistentRead=True),
+        lambda: db.put_item(
+            TableName=name,
+            Item=item,
+            ConditionExpression="attribute_not_exists(imageId)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        lambda: db.update_item(
+            TableName=name,
+            Key=key,
+            UpdateExpression="SET #s = :r",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":r": {"S": "ready"}},
+            ReturnValues="ALL_NEW",
+        ),
+        lambda: db.query(
+            TableName=name,
+            KeyConditionExpression="imageId = :i",
+            ExpressionAttributeValues={":i": key["imageId"]},
+        ),
+        lambda: db.get_item(TableName=name + "-missing", Key=key),
+        lambda: db.delete_item(TableName=name, Key=key, ReturnValues="ALL_OLD"),
+        lambda: s3.create_bucket(Bucket=name),
+        lambda: s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"}),
+        lambda: s3.put_object(
+            Bucket=name,
+            Key="a/b c.png",
+            Body=data,
+            ContentType="image/png",
+            ChecksumAlgorithm="SHA256",
+            Metadata={"my_key": "v"},
+        ),
+        lambda: s3.head_object(Bucket=name, Key="a/b c.png", ChecksumMode="ENABLED"),
+        lambda: s3.get_object(Bucket=name, Key="a/b c.png"),
+        lambda: s3.get_object(Bucket=name, Key="a/b c.png", Range="bytes=0-99"),
+        lambda: s3.get_object(Bucket=name, Key="a/b c.png", IfMatch='"not-the-etag"'),
+        lambda: s3.get_object(Bucket=name, Key="missing"),
+        lambda: s3.head_object(Bucket=name, Key="missing"),
+        lambda: s3.delete_object(Bucket=name, Key="a/b c.png"),
+        lambda: s3.list_object_versions(Bucket=name, Prefix="a/"),
+    ]
+    answers: list[Any] = []
+    for call in calls:
+        try:
+            answers.append(["ok", _plain(call(), name)])
+        except ClientError as exc:
+            error, rest = exc.response["Error"], {k: v for k, v in exc.response.items() if k != "Error"}
+            status = exc.response["ResponseMetadata"]["HTTPStatusCode"]
+            answers.append(["error", error.get("Code"), status, _plain(rest, name)])
+    return answers
+
+
+def compare_direct_and_flask() -> dict[str, Any]:
+    """Run the scenario through a local stack application in this process (its endpoint is
+    never listened on: every call is answered in-process), once as it answers and once with
+    every request through moto's Flask application. Run in a process of its own: the
+    application patches moto and botocore for the whole process."""
+    from imgup.local import server
+
+    clients = server.LocalStackApp("http://127.0.0.1:9").clients
+    direct_calls = []
+    call_moto = server._call_moto
+    server._call_moto = lambda *a: direct_calls.append(a) or call_moto(*a)  # type: ignore[assignment]
+    direct = _scenario(clients, "direct")
+    server._direct_callback = lambda environ: None  # type: ignore[assignment]
+    through_flask = _scenario(clients, "flask")
+    return {"direct": direct, "flask": through_flask, "directCalls": len(direct_calls)}
+
+
+def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_flask_app() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json; from tests.unit.test_local_inprocess import compare_direct_and_flask as c; "
+        "print(json.dumps(c(), default=str))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+
+    assert found["directCalls"] >= 15  # all but the bucket's own settings took the direct path
+    assert found["direct"] == found["flask"]
+    direct = found["direct"]
+    errors = [answer for answer in direct if answer[0] == "error"]
+    assert [(e[1], e[2]) for e in errors] == [
+        ("ConditionalCheckFailedException", 400),
+        ("ResourceNotFoundException", 400),
+        ("PreconditionFailed", 412),
+        ("NoSuchKey", 404),
+        ("404", 404),
+    ]
+    assert errors[0][3]["Item"]["status"] == {"S": "pending"}
+    head, whole, ranged = direct[11][1], direct[12][1], direct[13][1]
+    assert head["ContentLength"] == 10248 and head["Metadata"] == {"my_key": "v"} and head["ChecksumSHA256"]
+    body = bytes.fromhex(whole["Body"])
+    assert body.startswith(b"\x89PNG") and len(body) == 10248
+    assert ranged["ContentRange"] == "bytes 0-99/10248" and bytes.fromhex(ranged["Body"]) == body[:100]
