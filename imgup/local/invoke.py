@@ -10,9 +10,10 @@ the function's dead-letter queue). ``RequestResponse`` runs the handler and answ
 ``DryRun`` only checks that the function exists.
 
 An asynchronous invocation waits for a quiet moment first: no request from outside the
-process for ``QUIET`` seconds (or ``MAX_WAIT`` at most). On AWS it would run in a Lambda of its
-own, beside the uploads; here it would take turns with them on the stack's one core. So an
-upload of 1,000 files ends sooner, and the thumbnails follow it.
+process for ``wire.QUIET`` seconds (or ``wire.MAX_WAIT`` at most after it was accepted). On
+AWS it would run in a Lambda of its own, beside the uploads; here it would take turns with
+them on the stack's one core. So an upload of 1,000 files ends sooner, and the thumbnails
+follow it.
 """
 
 from __future__ import annotations
@@ -27,14 +28,22 @@ from typing import Any
 from urllib.parse import unquote
 
 from .lambdas import LambdaRunner
-from .wire import Answer, BodyError, Tally, aws_error, read_body, scope_of, status_line
+from .wire import (
+    MAX_WAIT,
+    Answer,
+    BodyError,
+    Tally,
+    aws_error,
+    read_body,
+    scope_of,
+    status_line,
+    wait_for_quiet,
+)
 
 log = logging.getLogger("imgup.local")
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 MAX_PAYLOAD = 256 * 1024  # Lambda's limit for an asynchronous invocation's payload
 RETRY_DELAYS = (1.0, 2.0)
-QUIET = 0.05
-MAX_WAIT = 30.0
 
 
 def invocation(environ: dict[str, Any]) -> str | None:
@@ -84,7 +93,7 @@ class Invoker:
             return status_line(204), {}, b""
         if kind == "Event":
             self.accepted.add()
-            self._pool.submit(self._run_async, region, function, event)
+            self._pool.submit(self._run_async, region, function, event, time.monotonic())
             return status_line(202), {"Content-Type": "application/json"}, b""
         result = self.runner.invoke(region, function, event)
         return (
@@ -98,19 +107,12 @@ class Invoker:
         """Asynchronous invocations accepted and not yet settled."""
         return self.accepted.value - self.settled.value
 
-    def _run_async(self, region: str, function: Any, event: Any) -> None:
+    def _run_async(self, region: str, function: Any, event: Any, accepted: float) -> None:
         try:
-            self._wait_for_quiet()
+            wait_for_quiet(self.quiet_for, accepted, max_wait=self.max_wait)
             self._attempt(region, function, event)
         finally:
             self.settled.add()
-
-    def _wait_for_quiet(self) -> None:
-        if self.quiet_for is None:
-            return
-        deadline = time.monotonic() + self.max_wait
-        while self.quiet_for() < QUIET and time.monotonic() < deadline:
-            time.sleep(QUIET / 2)
 
     def _attempt(self, region: str, function: Any, event: Any) -> None:
         for attempt, delay in enumerate((0.0, *self.retry_delays)):

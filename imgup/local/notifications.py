@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import quote_plus
 from .catalog import Catalog
 from .lambdas import LambdaRunner
 from .provision import BucketSpec, stack_buckets
-from .wire import Tally
+from .wire import MAX_WAIT, Tally, wait_for_quiet
 
 log = logging.getLogger("imgup.local")
 
@@ -98,12 +99,33 @@ class Sequencer:
 
 
 class NotificationRouter:
-    def __init__(self, runner: LambdaRunner, catalog: Catalog, workers: int = 4) -> None:
+    """Delivers S3 events to their subscribed functions in the background, as S3 does: at
+    a quiet moment (``wire.wait_for_quiet``, like asynchronous invocations), or at most
+    ``max_wait`` seconds late. An uploading client completes its uploads itself; the event is
+    the backstop, and on AWS would run beside the uploads instead of taking turns with them."""
+
+    def __init__(
+        self,
+        runner: LambdaRunner,
+        catalog: Catalog,
+        workers: int = 4,
+        quiet_for: Callable[[], float] | None = None,
+        max_wait: float = MAX_WAIT,
+    ) -> None:
         self.runner = runner
         self.catalog = catalog
         self.sequencer = Sequencer()
         self.delivered = Tally()
+        self.submitted = Tally()
+        self.settled = Tally()
+        self.quiet_for = quiet_for
+        self.max_wait = max_wait
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-events")
+
+    @property
+    def pending(self) -> int:
+        """Events written and not yet delivered (or found to have no subscriber)."""
+        return self.submitted.value - self.settled.value
 
     def buckets(self, region: str) -> list[BucketSpec]:
         """The region's deployed buckets (the templates are read once per deploy)."""
@@ -116,9 +138,21 @@ class NotificationRouter:
 
     def object_created(self, region: str, created: CreatedObject) -> None:
         sequencer = self.sequencer.next()  # taken now: events sort in the order of the writes
-        self._pool.submit(self._deliver, region, created, sequencer)
+        self.submitted.add()
+        self._pool.submit(self._deliver, region, created, sequencer, (time.monotonic(), time.time()))
 
-    def _deliver(self, region: str, created: CreatedObject, sequencer: str) -> None:
+    def _deliver(
+        self, region: str, created: CreatedObject, sequencer: str, written: tuple[float, float]
+    ) -> None:
+        try:
+            self._deliver_now(region, created, sequencer, written)
+        finally:
+            self.settled.add()
+
+    def _deliver_now(
+        self, region: str, created: CreatedObject, sequencer: str, written: tuple[float, float]
+    ) -> None:
+        """``written``: when the object was written (``time.monotonic()``, ``time.time()``)."""
         try:
             subscribers = [
                 sub
@@ -127,9 +161,10 @@ class NotificationRouter:
             ]
             if not subscribers:
                 return
+            wait_for_quiet(self.quiet_for, written[0], max_wait=self.max_wait)
             if created.size is None:
                 created = self._completed(region, created)
-            event = s3_event(region, created, sequencer)
+            event = s3_event(region, created, sequencer, at=written[1])
             log.info(
                 "s3 event %s %s %s",
                 created.event_name,
@@ -164,10 +199,13 @@ class NotificationRouter:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
-def s3_event(region: str, created: CreatedObject, sequencer: str) -> dict[str, Any]:
+def s3_event(region: str, created: CreatedObject, sequencer: str, at: float | None = None) -> dict[str, Any]:
     """The event S3 sends: the key URL-encoded (a space as ``+``), the ETag without quotes,
-    ``versionId`` only for a versioned bucket."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    ``versionId`` only for a versioned bucket; its time is ``at`` (the write's), else now."""
+    moment = (
+        dt.datetime.now(dt.timezone.utc) if at is None else dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    )
+    now = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     obj: dict[str, Any] = {
         "key": quote_plus(created.key, safe="/"),
         "size": created.size or 0,

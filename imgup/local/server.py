@@ -118,9 +118,12 @@ class LocalStackApp:
         self.catalog = Catalog()
         self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
-        self.notifications = NotificationRouter(self.runner, self.catalog)
+        # Background work (S3 events, asynchronous invocations) waits for a quiet moment.
         self.foreground = Foreground()
-        self.invoker = Invoker(self.runner)
+        self.notifications = NotificationRouter(
+            self.runner, self.catalog, quiet_for=self.foreground.quiet_for
+        )
+        self.invoker = Invoker(self.runner, quiet_for=self.foreground.quiet_for)
         self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
         InProcessDispatch(endpoint_url, self).install()
@@ -215,6 +218,7 @@ class LocalStackApp:
                 "requests": {kind: tally.value for kind, tally in self.requests.items()},
                 "invocations": self.runner.invocations.value,
                 "asyncPending": self.invoker.pending,
+                "eventsPending": self.notifications.pending,
                 "events": self.notifications.delivered.value,
                 "catalogLoads": self.catalog.loads,
             }

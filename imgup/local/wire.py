@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -241,3 +241,30 @@ class Foreground:
         """Seconds since the last request ended; 0 while one is being served."""
         with self._lock:
             return 0.0 if self._active else time.monotonic() - self._since
+
+
+QUIET = 0.05
+"""Seconds without a request from outside that make a quiet moment for background work."""
+MAX_WAIT = 30.0
+"""Seconds at most that background work waits for a quiet moment, from when it was handed in."""
+
+
+def wait_for_quiet(
+    quiet_for: Callable[[], float] | None,
+    handed_in: float,
+    *,
+    quiet: float = QUIET,
+    max_wait: float = MAX_WAIT,
+) -> None:
+    """Block until no request from outside was served for ``quiet`` seconds (``quiet_for``, a
+    Foreground's), or until ``max_wait`` seconds after ``handed_in`` (``time.monotonic()``
+    when the work was handed in): work waiting behind other work is not put off again, so
+    under a load that never pauses, it runs at most ``max_wait`` late."""
+    if quiet_for is None:
+        return
+    deadline = handed_in + max_wait
+    while quiet_for() < quiet:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(quiet / 2, left))

@@ -432,6 +432,37 @@ def test_an_honest_presigned_put_is_stored_versioned_and_announced(stack) -> Non
     assert head["ChecksumSHA256"] == put.headers["x-amz-checksum-sha256"]
 
 
+def test_background_work_waits_while_a_request_from_outside_is_being_served(stack) -> None:
+    # An upload whose client never calls complete is made ready by its S3 event; the stack
+    # delivers that event at a quiet moment, as it runs thumbnails, never between the
+    # requests of an upload in progress. A request that is still sending its body holds
+    # the stack busy here.
+    from tests.samples import png_bytes
+
+    body = png_bytes(300)
+    declared = {"fileName": "later.png", "fileType": "image/png", "fileSize": len(body)}
+    key_header = {"x-api-key": stack.api_key}
+    grant = httpx.post(stack.api_url + "/upload", json=declared, headers=key_header).json()
+    endpoint = urlsplit(stack.endpoint_url)
+    with socket.create_connection((endpoint.hostname, endpoint.port), timeout=10) as slow:
+        slow.sendall(
+            f"PUT /{stack.bucket}/slow HTTP/1.1\r\nHost: {endpoint.netloc}\r\n"
+            "Content-Length: 100\r\n\r\n0123456789".encode()
+        )
+        time.sleep(0.2)
+        assert httpx.put(grant["uploadUrl"], headers=grant["uploadHeaders"], content=body).status_code == 200
+        time.sleep(0.6)
+        assert health(stack)["eventsPending"] == 1
+        pending = httpx.get(f"{stack.api_url}/images/{grant['imageId']}", headers=key_header)
+        assert pending.status_code == 404  # not ready: only ready images are shown
+    for _ in range(100):  # the slow request ended (its connection closed): now it is quiet
+        if health(stack)["eventsPending"] == 0:
+            break
+        time.sleep(0.05)
+    ready = httpx.get(f"{stack.api_url}/images/{grant['imageId']}", headers=key_header)
+    assert ready.status_code == 200 and ready.json()["fileSize"] == len(body)
+
+
 # --- a lean stack: configuration read once per deploy, the stack's own calls in-process ----
 
 

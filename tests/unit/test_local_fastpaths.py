@@ -191,6 +191,14 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
             "KeyConditionExpression": "galleryPk = :r AND uploadedAt >= :t",
             "ScanIndexForward": False,
         },
+        "same-bytes": {"KeyConditionExpression": "readySha256 = :h", "IndexName": "ReadyBySha256"},
+        "no-such-bytes": {"KeyConditionExpression": "readySha256 = :n", "IndexName": "ReadyBySha256"},
+    }
+    values = {
+        ":r": {"S": "ready"},
+        ":t": {"S": "2026-12-02T00:00:00.000000Z"},
+        ":h": {"S": "ab" * 32},
+        ":n": {"S": "cd" * 32},
     }
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")
@@ -200,8 +208,8 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
             if n % 5:  # some items are not in the index at all
                 stamp = f"2026-12-{generator.randrange(1, 4):02d}T00:00:{generator.randrange(60):02d}.000000Z"
                 item.update(galleryPk={"S": "ready"}, uploadedAt={"S": stamp})
+                item.update(readySha256={"S": generator.choice(["ab", "ef", "01"]) * 32})
             db.put_item(TableName=TABLE, Item=item)
-        values = {":r": {"S": "ready"}, ":t": {"S": "2026-12-02T00:00:00.000000Z"}}
         answers = {}
         for name, (query, items, sort) in {
             "fast": (fast_query, fast_items, fast_sort),
@@ -214,16 +222,17 @@ def test_queries_page_through_the_same_items_in_the_same_order_with_unsorted_tab
                 key: _pages(
                     db,
                     TableName=TABLE,
-                    IndexName="ReadyByDate",
                     Limit=7,
-                    ExpressionAttributeValues=values if key == "since" else {":r": values[":r"]},
-                    **options,
+                    ExpressionAttributeValues={k: v for k, v in values.items() if k in str(options)},
+                    **{"IndexName": "ReadyByDate", **options},
                 )
                 for key, options in queries.items()
             }
             answers[name]["scan"] = [[i["imageId"]["S"] for i in db.scan(TableName=TABLE)["Items"]]]
     assert answers["fast"] == answers["moto"]
     assert sum(len(page) for page in answers["fast"]["newest"]) == 240
+    assert 40 < sum(len(page) for page in answers["fast"]["same-bytes"]) < 120
+    assert answers["fast"]["no-such-bytes"] == [[]]
 
 
 def test_the_actions_of_a_handler_class_are_listed_once_and_as_moto_lists_them(monkeypatch) -> None:

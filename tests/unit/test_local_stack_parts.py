@@ -273,3 +273,78 @@ def test_background_invocations_are_not_put_off_for_ever_by_a_busy_stack() -> No
         assert runner.invoked == [{"imageId": "b"}]
     finally:
         invoker.shutdown()
+
+
+# --- S3 events wait for a quiet moment, as asynchronous invocations do -----------------------
+
+
+def _router(quiet_for: object, max_wait: float = 30.0, workers: int = 4) -> tuple:
+    from imgup.local.notifications import NotificationRouter, Subscription
+
+    runner = _Runner()
+    router = NotificationRouter(
+        runner,  # type: ignore[arg-type]
+        Catalog(),
+        workers=workers,
+        quiet_for=quiet_for,  # type: ignore[arg-type]
+        max_wait=max_wait,
+    )
+    wired = {"bucket": [Subscription("complete", ("s3:ObjectCreated:*",), "images/", "")]}
+    router.wiring = lambda region: wired  # type: ignore[method-assign]
+    return router, runner
+
+
+def _wait_until(condition: object, seconds: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.01)
+
+
+def test_s3_events_wait_until_no_request_is_being_served_and_keep_the_time_of_the_write() -> None:
+    import time
+
+    from imgup.local.wire import Foreground
+
+    foreground = Foreground()
+    router, runner = _router(foreground.quiet_for)
+    try:
+        with foreground.serving():  # an upload's request from outside
+            written = dt.datetime.now(dt.timezone.utc)
+            router.object_created(
+                "us-east-1", CreatedObject("bucket", "images/a.png", "ObjectCreated:Put", 3)
+            )
+            router.object_created(
+                "us-east-1", CreatedObject("bucket", "thumbnails/a.webp", "ObjectCreated:Put", 3)
+            )
+            time.sleep(0.3)
+            assert runner.invoked == [] and router.pending == 1  # the one nobody subscribed to is done
+        _wait_until(lambda: router.pending == 0)
+        (event,) = runner.invoked
+        record = event["Records"][0]  # type: ignore[index]
+        assert record["s3"]["object"]["key"] == "images/a.png"
+        stamp = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.timezone.utc
+        )
+        assert abs((stamp - written).total_seconds()) < 0.1  # when it was written, not delivered
+    finally:
+        router.shutdown()
+
+
+def test_s3_events_on_a_stack_that_is_never_quiet_are_late_by_at_most_max_wait_from_their_write() -> None:
+    import time
+
+    router, runner = _router(lambda: 0.0, max_wait=0.4, workers=1)
+    try:
+        started = time.monotonic()
+        for name in ("a", "b", "c"):  # one worker: b and c wait behind a
+            router.object_created(
+                "us-east-1", CreatedObject("bucket", f"images/{name}", "ObjectCreated:Put", 3)
+            )
+        _wait_until(lambda: router.pending == 0)
+        took = time.monotonic() - started
+        assert len(runner.invoked) == 3
+        assert 0.35 < took < 1.0  # not 3 x 0.4 s: each waited from its own write
+    finally:
+        router.shutdown()
