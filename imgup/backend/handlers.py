@@ -471,13 +471,15 @@ def _route_complete_many(req: Request) -> tuple[int, dict[str, Any]]:
 
     def finish(image_id: str) -> completion.Outcome | None:
         record = records.get(image_id)
-        return None if record is None else _complete(req.settings, req.s3, req.store, record)
+        return None if record is None else _check(req.settings, req.s3, req.store, record, None)
 
     waiting = [i for i in image_ids if i in records and records[i].status == storage.PENDING]
     outcomes = {i: finish(i) for i in image_ids if i not in waiting}
     if waiting:
         with ThreadPoolExecutor(max_workers=min(BATCH_WORKERS, len(waiting))) as pool:
             outcomes.update(zip(waiting, pool.map(finish, waiting), strict=True))
+    made = [i for i in image_ids if (o := outcomes[i]) is not None and o.made and o.kind == "ready"]
+    thumbnails.request(req.settings, *made)  # one invocation for many
     images = [_outcome_entry(req, image_id, outcomes[image_id]) for image_id in image_ids]
     req.log.update(count=len(images), ready=sum(1 for i in images if i["status"] == storage.READY))
     return 200, {"images": images, "count": len(images)}
@@ -721,7 +723,7 @@ def _complete(
     outcome = _check(settings, s3, store, record, written)
     if outcome.made and outcome.kind == "ready":
         thumbnails.request(settings, record.image_id)
-    return outcome
+    return outcome  # (a batch completes with _check, then asks for its thumbnails at once)
 
 
 def _check(

@@ -107,26 +107,36 @@ def _has_alpha(image: Any) -> bool:
 # --- asking for one ----------------------------------------------------------------------
 
 
-def request(settings: Settings, image_id: str, *, lambda_client: Any = None) -> bool:
-    """Ask the ThumbnailFunction, asynchronously, for the image's thumbnail. False (and a log
-    line) when there is no such function (a stack from before thumbnails) or the invocation
-    was refused: the image is ready either way."""
-    if not settings.thumbnail_function:
+PER_INVOCATION = 25
+"""The most images one invocation makes thumbnails of (a batch completion asks for up to 100):
+25 large JPEGs take a few seconds of the function's 30."""
+
+
+def request(settings: Settings, *image_ids: str, lambda_client: Any = None) -> bool:
+    """Ask the ThumbnailFunction, asynchronously, for the images' thumbnails: one invocation
+    per PER_INVOCATION images (``{"imageId": ...}`` for one, ``{"imageIds": [...]}`` for more).
+    False (and a log line) when there is no such function (a stack from before thumbnails) or
+    an invocation was refused: the images are ready either way."""
+    if not settings.thumbnail_function or not image_ids:
         return False
-    try:
-        client = lambda_client or _lambda_client(settings)
-        client.invoke(
-            FunctionName=settings.thumbnail_function,
-            InvocationType="Event",
-            Payload=json.dumps({"imageId": image_id}).encode(),
-        )
-    except Exception as exc:  # noqa: BLE001 - a thumbnail never fails a completion
-        _log(
-            logging.ERROR,
-            {"event": "thumbnail", "imageId": image_id, "outcome": "not_requested", "error": str(exc)[:500]},
-        )
-        return False
-    return True
+    asked = True
+    for start in range(0, len(image_ids), PER_INVOCATION):
+        chunk = list(image_ids[start : start + PER_INVOCATION])
+        payload = {"imageId": chunk[0]} if len(chunk) == 1 else {"imageIds": chunk}
+        try:
+            client = lambda_client or _lambda_client(settings)
+            client.invoke(
+                FunctionName=settings.thumbnail_function,
+                InvocationType="Event",
+                Payload=json.dumps(payload).encode(),
+            )
+        except Exception as exc:  # noqa: BLE001 - a thumbnail never fails a completion
+            _log(
+                logging.ERROR,
+                {"event": "thumbnail", **payload, "outcome": "not_requested", "error": str(exc)[:500]},
+            )
+            asked = False
+    return asked
 
 
 def _lambda_client(settings: Settings) -> Any:

@@ -42,6 +42,11 @@ And before every action, moto lists the methods of the request's handler class
 (``inspect.getmembers``, about 300 members for DynamoDB) to see whether the action is one of
 them; the classes never change in a running stack, so the list is made once per class.
 
+moto parses a condition expression into a tree of operations twice per conditional write (to
+check the names it uses, then to evaluate it), a third of a conditional PutItem. The tree
+depends only on the expression, its names and its values, and evaluating it changes nothing,
+so one tree is kept per distinct expression, names and values (the 1,024 last ones).
+
 Every look-up of a service's backend by account (several per request: the service's own,
 IAM's to note the access key as used) checked whether that service's backend dictionary is
 in moto's list of the ones in use by comparing it with each of them in turn, a Python
@@ -63,13 +68,55 @@ _in_query = threading.local()
 
 
 def install() -> None:
-    """Install all six (idempotent)."""
+    """Install all seven (idempotent)."""
     _install_top_level_projection()
     _install_plain_results()
     _install_unsorted_query_items()
     _install_method_names_once()
     _install_prefix_listing()
     _install_known_accounts()
+    _install_parsed_conditions()
+
+
+_CONDITIONS_KEPT = 1024
+
+
+def _install_parsed_conditions() -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    original = ConditionExpressionParser.parse
+    if getattr(original, _FAST, False):
+        return
+    parsed: dict[tuple[str, str, str], tuple[Any, list[str], list[str]]] = {}
+    lock = threading.Lock()
+
+    def parse(self: Any) -> Any:
+        try:
+            key = (
+                str(self.condition_expression or ""),
+                json.dumps(self.expression_attribute_names, sort_keys=True),
+                json.dumps(self.expression_attribute_values, sort_keys=True),
+            )
+        except (TypeError, ValueError):
+            return original(self)
+        found = parsed.get(key)
+        if found is None:
+            op = original(self)  # an expression that does not parse raises, and is not kept
+            found = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+            with lock:
+                if len(parsed) >= _CONDITIONS_KEPT:
+                    parsed.clear()
+                parsed[key] = found
+            return op
+        op, names, values = found
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+    setattr(parse, _FAST, True)
+    parse.__wrapped__ = original  # type: ignore[attr-defined]
+    patched: Any = ConditionExpressionParser
+    patched.parse = parse
 
 
 def _install_known_accounts() -> None:

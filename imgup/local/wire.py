@@ -116,15 +116,21 @@ class Scope:
     service: str
 
 
+_SCOPE_KEY = "imgup.scope"
+
+
 def scope_of(environ: dict[str, Any]) -> Scope | None:
-    """The credential scope of a SigV4 request (header or query string), else None."""
+    """The credential scope of a SigV4 request (header or query string), else None. Found
+    once per request (the stack asks several times) and kept in the environ."""
+    if _SCOPE_KEY in environ:
+        return environ[_SCOPE_KEY]
     auth = environ.get("HTTP_AUTHORIZATION", "")
     match = _SCOPE.search(auth) if auth else None
     if match is None and "Credential=" in environ.get("QUERY_STRING", ""):
         match = _SCOPE.search(unquote(environ["QUERY_STRING"]))
-    if match is None:
-        return None
-    return Scope(*match.groups())
+    scope = None if match is None else Scope(*match.groups())
+    environ[_SCOPE_KEY] = scope
+    return scope
 
 
 @functools.cache

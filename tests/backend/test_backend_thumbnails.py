@@ -148,6 +148,29 @@ def test_an_image_made_ready_asks_for_its_thumbnail_once_asynchronously(stack, i
     assert json.loads(invoked.invocations[0]["Payload"]) == {"imageId": started["imageId"]}
 
 
+def test_a_batch_completion_asks_for_its_thumbnails_in_few_invocations(stack, invoked: FakeLambda) -> None:
+    from tests.backend.backend_support import api_event
+
+    stack.env["THUMBNAIL_FUNCTION"] = "imgup-thumbnail"
+    data = picture("JPEG", (40, 30))
+    ids, versions = [], []
+    for n in range(31):
+        started = start_upload(stack, data, file_type="image/jpeg", name=f"{n}.jpg")
+        versions.append(stack.put(key_of(stack, started["imageId"]), data, "image/jpeg"))
+        ids.append(started["imageId"])
+    # the first was made ready by its event, which asked for its thumbnail itself
+    handlers.complete(s3_event(key_of(stack, ids[0]), version_id=versions[0]), None, stack.env)
+    assert [json.loads(i["Payload"]) for i in invoked.invocations] == [{"imageId": ids[0]}]
+
+    body = json.dumps({"imageIds": ids})
+    answer = handlers.complete(api_event("POST", "/uploads/complete", raw_body=body), None, stack.env)
+
+    assert answer["statusCode"] == 200
+    payloads = [json.loads(i["Payload"]) for i in invoked.invocations[1:]]
+    assert payloads == [{"imageIds": ids[1:26]}, {"imageIds": ids[26:]}]
+    assert all(i["InvocationType"] == "Event" for i in invoked.invocations)
+
+
 def test_without_a_thumbnail_function_nothing_is_asked_and_the_image_is_ready(
     stack, invoked: FakeLambda
 ) -> None:

@@ -33,6 +33,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.core import responses
     from moto.core.base_backend import BackendDict
     from moto.core.responses import ActionResult
+    from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
     from moto.s3.models import S3Backend
@@ -48,6 +49,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
         (S3Backend, "list_object_versions"),
         (_VersionedKeyStore, "iterlists"),
         (BackendDict, "_create_account_specific_backend"),
+        (ConditionExpressionParser, "parse"),
     ]
     for owner, name in patched:
         current = getattr(owner, name)
@@ -378,3 +380,72 @@ def test_a_backend_is_found_by_account_as_moto_finds_it_and_listed_as_moto_lists
     assert BackendDict._instances == [] and dict(backends) == {}
     assert backends["123456789012"]["us-east-1"] is not first  # ...and a new look-up lists it again
     assert BackendDict._instances == [backends]
+
+
+def _conditional_writes(db: Any) -> list[str]:
+    """What a series of conditional writes answers: the same expression with other values, an
+    unused name, an expression that does not parse, each twice."""
+    from botocore.exceptions import ClientError
+
+    key = {"imageId": {"S": "c-1"}}
+    db.put_item(TableName=TABLE, Item={**key, "status": {"S": "pending"}})
+    names = {"#s": "status"}
+    attempts = [
+        ("#s = :v", names, {":v": {"S": "pending"}}, "ready"),
+        ("#s = :v", names, {":v": {"S": "pending"}}, "ready"),  # now ready: fails
+        ("#s = :v", names, {":v": {"S": "ready"}}, "done"),
+        ("#s = :v", {**names, "#unused": "x"}, {":v": {"S": "done"}}, "again"),
+        ("#s = :v", {**names, "#unused": "x"}, {":v": {"S": "done"}}, "again"),
+        ("#s = = :v", names, {":v": {"S": "done"}}, "broken"),
+        ("#s = = :v", names, {":v": {"S": "done"}}, "broken"),
+        ("attribute_not_exists(imageId)", None, None, "new"),
+        (
+            "#s IN (:a, :b) AND attribute_exists(imageId)",
+            names,
+            {":a": {"S": "x"}, ":b": {"S": "done"}},
+            "in",
+        ),
+    ]
+    answers = []
+    for condition, used_names, values, new_status in attempts:
+        kwargs: dict[str, Any] = {"ConditionExpression": condition}
+        if used_names:
+            kwargs["ExpressionAttributeNames"] = used_names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            db.put_item(TableName=TABLE, Item={**key, "status": {"S": new_status}}, **kwargs)
+            answers.append("written")
+        except ClientError as exc:
+            answers.append(exc.response["Error"]["Code"])
+        except ValueError as exc:  # moto, in this process, lets its parser's error through
+            answers.append(f"ValueError: {exc}")
+        answers.append(db.get_item(TableName=TABLE, Key=key)["Item"]["status"]["S"])
+    return answers
+
+
+def test_conditions_parsed_once_are_judged_as_moto_judges_them() -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    answers = {}
+    for name in ("moto", "fast"):
+        with mock_aws():
+            if name == "fast":
+                fastpaths.install()
+                assert getattr(ConditionExpressionParser.parse, "__wrapped__", None) is not None
+            db = boto3.client("dynamodb", region_name="us-east-1")
+            create_table(db)
+            answers[name] = _conditional_writes(db)
+    assert answers["fast"] == answers["moto"]
+    assert answers["fast"][:6] == [
+        "written",
+        "ready",
+        "ConditionalCheckFailedException",
+        "ready",
+        "written",
+        "done",
+    ]
+    assert answers["fast"][6] == answers["fast"][8] == "ValidationException"  # the unused name, both times
+    assert answers["fast"][10] == answers["fast"][12] == "ValueError: Bad comparison #s = ="  # both times
