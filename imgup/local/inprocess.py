@@ -50,7 +50,58 @@ class InProcessDispatch:
 
         if ("before-send", self) not in BUILTIN_HANDLERS:
             BUILTIN_HANDLERS.append(("before-send", self))
+            BUILTIN_HANDLERS.append(("before-call", self.before_call))
         _skip_signing_for(self.endpoint_url)
+
+    def before_call(
+        self, model: Any, params: dict[str, Any], request_signer: Any, context: dict[str, Any], **kwargs: Any
+    ) -> tuple[Any, dict[str, Any]] | None:
+        """The ``before-call`` hook: a DynamoDB call, or an S3 read, to this stack is answered
+        here, serialized and parsed by botocore as it would be, but without what only a
+        request that leaves the process needs: building the HTTP request, signing it,
+        retrying it, checking its checksums (about a tenth of the stack's time per upload).
+        Any other call (an S3 write, with its checksum; any other service) takes the
+        ``before-send`` path."""
+        url = params.get("url") or ""
+        if not url.startswith(self.endpoint_url + "/"):
+            return None
+        service = model.service_model.service_name
+        if not (service == "dynamodb" or (service == "s3" and params.get("method") in {"GET", "HEAD"})):
+            return None
+        body = params.get("body") or b""
+        if not isinstance(body, bytes | bytearray | str):
+            return None  # a stream: an upload, which goes the whole way
+        from botocore.awsrequest import AWSResponse
+        from botocore.endpoint import convert_to_response_dict
+        from botocore.handlers import handle_expires_header
+        from botocore.parsers import create_parser
+
+        signing = context.get("signing") or {}
+        credentials = request_signer._credentials.get_frozen_credentials()
+        headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
+        headers.update(
+            scope_headers(
+                credentials.access_key,
+                credentials.token,
+                signing.get("region") or request_signer._region_name,
+                signing.get("signing_name") or request_signer._signing_name,
+            )
+        )
+        status, answered, data = self.serve(params["method"], url, headers, _bytes(body))
+        http = AWSResponse(url, status, answered, _Body(data))
+        response = convert_to_response_dict(http, model)
+        customized: dict[str, Any] = {}
+        if service == "s3":
+            handle_expires_header(model, response, customized)
+        parser = create_parser(model.service_model.resolved_protocol)
+        parsed: dict[str, Any] = parser.parse(response, model.output_shape)
+        parsed.update(customized)
+        if status >= 300:  # the modeled fields of an error (as botocore's endpoint adds them)
+            error_shape = model.service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))
+            if error_shape is not None:
+                parsed.update(parser.parse(response, error_shape))
+        parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
+        return http, parsed
 
     def __call__(self, request: Any, **kwargs: Any) -> Any:
         url = request.url
@@ -162,21 +213,34 @@ class _ScopeOnly:
         if not request.url.startswith(tuple(self.local_endpoints)) or self.credentials is None:
             super().add_auth(request)  # type: ignore[misc]
             return
-        now = time.gmtime()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", now)
-        scope = f"{self.credentials.access_key}/{stamp[:8]}/{self._region_name}/{self._service_name}"
         for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
             if name in request.headers:
                 del request.headers[name]
-        request.headers["X-Amz-Date"] = stamp
-        if self.credentials.token:
-            request.headers["X-Amz-Security-Token"] = self.credentials.token
-        if self._service_name == "s3" and "X-Amz-Content-SHA256" not in request.headers:
-            request.headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
-        request.headers["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={scope}/aws4_request, "
-            f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+        added = scope_headers(
+            self.credentials.access_key, self.credentials.token, self._region_name, self._service_name
         )
+        if "X-Amz-Content-SHA256" in request.headers:
+            added.pop("X-Amz-Content-SHA256", None)
+        for name, value in added.items():
+            request.headers[name] = value
+
+
+def scope_headers(access_key: str, token: str | None, region: str, service: str) -> dict[str, str]:
+    """What a request to this process carries instead of a signature (``_skip_signing_for``):
+    its date and credential scope, which moto and the stack read."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = {
+        "X-Amz-Date": stamp,
+        "Authorization": (
+            f"AWS4-HMAC-SHA256 Credential={access_key}/{stamp[:8]}/{region}/{service}/aws4_request, "
+            f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+        ),
+    }
+    if token:
+        headers["X-Amz-Security-Token"] = token
+    if service == "s3":
+        headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
+    return headers
 
 
 def _headers(headers: Any) -> dict[str, str]:

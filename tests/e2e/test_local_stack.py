@@ -432,6 +432,26 @@ def test_an_honest_presigned_put_is_stored_versioned_and_announced(stack) -> Non
     assert head["ChecksumSHA256"] == put.headers["x-amz-checksum-sha256"]
 
 
+def test_objects_carry_cors_headers_for_a_page_and_none_without_an_origin_as_s3_answers(stack) -> None:
+    from tests.samples import png_bytes
+
+    origin = {"origin": "http://127.0.0.1:8123"}
+    body = png_bytes(200)
+    declared = {"fileName": "cors.png", "fileType": "image/png", "fileSize": len(body)}
+    key_header = {"x-api-key": stack.api_key}
+    answers = []
+    for extra in ({}, origin):
+        grant = httpx.post(stack.api_url + "/upload", json=declared, headers=key_header).json()
+        put = httpx.put(grant["uploadUrl"], headers={**grant["uploadHeaders"], **extra}, content=body)
+        done = httpx.post(f"{stack.api_url}/images/{grant['imageId']}/complete", headers=key_header)
+        assert done.status_code == 200, done.text
+        got = httpx.get(done.json()["fileUrl"], headers=extra)
+        assert (put.status_code, got.status_code, got.content) == (200, 200, body)
+        answers.append([answer.headers.get("access-control-allow-origin") for answer in (put, got)])
+    assert answers[0] == [None, None]
+    assert None not in answers[1]
+
+
 def test_background_work_waits_while_a_request_from_outside_is_being_served(stack) -> None:
     # An upload whose client never calls complete is made ready by its S3 event; the stack
     # delivers that event at a quiet moment, as it runs thumbnails, never between the

@@ -50,6 +50,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
         (_VersionedKeyStore, "iterlists"),
         (BackendDict, "_create_account_specific_backend"),
         (ConditionExpressionParser, "parse"),
+        (Item, "__init__"),
     ]
     for owner, name in patched:
         current = getattr(owner, name)
@@ -449,3 +450,45 @@ def test_conditions_parsed_once_are_judged_as_moto_judges_them() -> None:
     ]
     assert answers["fast"][6] == answers["fast"][8] == "ValidationException"  # the unused name, both times
     assert answers["fast"][10] == answers["fast"][12] == "ValueError: Bad comparison #s = ="  # both times
+
+
+def test_items_are_sized_and_refused_over_the_limit_as_moto_sizes_them() -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+    from moto.dynamodb.models.dynamo_type import Item
+
+    def writes(db: Any) -> list[Any]:
+        answers: list[Any] = []
+        # without its padding the item has 157 bytes: 404,843 of padding make 405,000, the limit
+        for n, padding in enumerate((404_000, 404_843, 404_844, 500_000)):
+            item = {
+                **ITEM,
+                "imageId": {"S": f"big-{n}"},
+                "padding": {"S": "x" * padding},
+                "more": {"M": {"list": {"L": [{"N": "12.5"}, {"SS": ["a", "bb"]}]}}},
+            }
+            try:
+                db.put_item(TableName=TABLE, Item=item)
+                stored = db.get_item(TableName=TABLE, Key={"imageId": item["imageId"]})["Item"]
+                answers.append(("stored", list(stored) == list(item) or sorted(stored) == sorted(item)))
+            except ClientError as exc:
+                answers.append((exc.response["Error"]["Code"], exc.response["Error"]["Message"]))
+        return answers
+
+    found = {}
+    for name in ("moto", "fast"):
+        with mock_aws():
+            if name == "fast":
+                fastpaths.install()
+                assert getattr(Item.__init__, "__wrapped__", None) is not None
+            db = boto3.client("dynamodb", region_name="us-east-1")
+            create_table(db)
+            found[name] = writes(db)
+    assert found["fast"] == found["moto"]
+    assert [kind for kind, _ in found["fast"]] == [
+        "stored",
+        "stored",
+        "ValidationException",
+        "ValidationException",
+    ]

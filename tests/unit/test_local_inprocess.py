@@ -173,19 +173,41 @@ def _scenario(clients: Any, name: str) -> list[Any]:
 
 def compare_direct_and_flask() -> dict[str, Any]:
     """Run the scenario through a local stack application in this process (its endpoint is
-    never listened on: every call is answered in-process), once as it answers and once with
-    every request through moto's Flask application. Run in a process of its own: the
-    application patches moto and botocore for the whole process."""
-    from imgup.local import server
+    never listened on: every call is answered in-process): as it answers; with every call
+    through botocore's whole request path (``before-send``); and then also through moto's
+    Flask application. Run in a process of its own: the application patches moto and
+    botocore for the whole process."""
+    from botocore.handlers import BUILTIN_HANDLERS
 
-    clients = server.LocalStackApp("http://127.0.0.1:9").clients
-    direct_calls = []
+    from imgup.local import inprocess, server
+
+    endpoint = "http://127.0.0.1:9"
+    server.LocalStackApp(endpoint)  # installs its hooks
+    counts = {"beforeCall": 0, "direct": 0}
     call_moto = server._call_moto
-    server._call_moto = lambda *a: direct_calls.append(a) or call_moto(*a)  # type: ignore[assignment]
-    direct = _scenario(clients, "direct")
+    (event, before_call), *_ = [
+        h
+        for h in BUILTIN_HANDLERS
+        if h[0] == "before-call" and isinstance(getattr(h[1], "__self__", None), inprocess.InProcessDispatch)
+    ]
+
+    def counted_before_call(**kwargs: Any) -> Any:
+        answer = before_call(**kwargs)
+        counts["beforeCall"] += answer is not None
+        return answer
+
+    def counted_call_moto(*args: Any) -> Any:
+        counts["direct"] += 1
+        return call_moto(*args)
+
+    BUILTIN_HANDLERS[BUILTIN_HANDLERS.index((event, before_call))] = (event, counted_before_call)
+    server._call_moto = counted_call_moto  # type: ignore[assignment]
+    fast = _scenario(inprocess.Clients(endpoint), "fast")
+    BUILTIN_HANDLERS.remove((event, counted_before_call))
+    sent = _scenario(inprocess.Clients(endpoint), "sent")
     server._direct_callback = lambda environ: None  # type: ignore[assignment]
-    through_flask = _scenario(clients, "flask")
-    return {"direct": direct, "flask": through_flask, "directCalls": len(direct_calls)}
+    through_flask = _scenario(inprocess.Clients(endpoint), "flask")
+    return {"fast": fast, "sent": sent, "flask": through_flask, **counts}
 
 
 def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_flask_app() -> None:
@@ -205,9 +227,10 @@ def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_f
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout)
 
-    assert found["directCalls"] >= 15  # all but the bucket's own settings took the direct path
-    assert found["direct"] == found["flask"]
-    direct = found["direct"]
+    assert found["direct"] >= 30  # all but the bucket's own settings, in both first runs
+    assert found["beforeCall"] >= 14  # DynamoDB and the S3 reads, in the first run
+    assert found["fast"] == found["sent"] == found["flask"]
+    direct = found["fast"]
     errors = [answer for answer in direct if answer[0] == "error"]
     assert [(e[1], e[2]) for e in errors] == [
         ("ConditionalCheckFailedException", 400),
