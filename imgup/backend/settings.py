@@ -55,6 +55,16 @@ class Connection:
     def __repr__(self) -> str:  # never show credentials, even in a traceback
         return f"Connection(region={self.region!r}, endpoint_url={self.endpoint_url!r})"
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Connection:
+        return cls(
+            region=(environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1").strip(),
+            endpoint_url=(environ.get("AWS_ENDPOINT_URL") or "").strip() or None,
+            access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=environ.get("AWS_SESSION_TOKEN") or None,
+        )
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -91,15 +101,7 @@ class Settings:
             pending_ttl_seconds=_integer(environ, "PENDING_TTL_SECONDS", 86400, low=60, high=366 * 86400),
             allowed_origin=(environ.get("ALLOWED_ORIGIN") or "*").strip() or "*",
             share_secret_id=(environ.get("SHARE_SECRET_ID") or "").strip() or None,
-            connection=Connection(
-                region=(
-                    environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-                ).strip(),
-                endpoint_url=(environ.get("AWS_ENDPOINT_URL") or "").strip() or None,
-                access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
-                secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
-                session_token=environ.get("AWS_SESSION_TOKEN") or None,
-            ),
+            connection=Connection.from_environ(environ),
             thumbnail_function=(environ.get("THUMBNAIL_FUNCTION") or "").strip() or None,
         )
 

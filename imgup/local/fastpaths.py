@@ -291,18 +291,17 @@ def _install_unsorted_query_items() -> None:
     def items(self: Any) -> Any:
         if not getattr(_in_query, "active", False):
             return all_items(self)
-        found: list[Any] = []
-        for entry in self.items.values():
-            found.extend(entry.values() if self.range_key_attr else (entry,))
+        entries = self.items.values()
+        every = (i for entry in entries for i in entry.values()) if self.range_key_attr else entries
         strings = getattr(_in_query, "strings", None)
         if strings and len(strings) == 1:
             ((name, want),) = strings
-            found = [
-                i for i in found if (v := i.attrs.get(name)) is not None and v.type == "S" and v.value == want
+            return [
+                i for i in every if (v := i.attrs.get(name)) is not None and v.value == want and v.type == "S"
             ]
-        elif strings:
-            found = [item for item in found if all(_is_string(item.attrs.get(n), v) for n, v in strings)]
-        return found
+        if strings:
+            return [item for item in every if all(_is_string(item.attrs.get(n), v) for n, v in strings)]
+        return list(every)
 
     def plain_sorted_items(self: Any, hash_attrs: Any, range_attrs: Any, found: list[Any]) -> Any:
         names = self._generate_attr_to_sort_by(hash_attrs, range_attrs)

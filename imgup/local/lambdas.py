@@ -77,13 +77,32 @@ class LambdaRunner:
     def environ_for(self, function: FunctionConfig, region: str) -> dict[str, str]:
         return {
             **function.environment,
+            **self._runtime_environ(region),
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+        }
+
+    def _runtime_environ(self, region: str) -> dict[str, str]:
+        """What the Lambda runtime adds to every function's environment here."""
+        return {
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_LAMBDA_FUNCTION_NAME": function.name,
         }
+
+    def warm(self, region: str) -> None:
+        """Build, ahead of the first invocation, the boto3 clients that the handlers and the
+        stack's own look-ups build on first use (about a second of this process's time,
+        which the first upload after a deploy would otherwise wait for). A warm Lambda keeps
+        its clients the same way."""
+        from imgup.backend import settings
+
+        connection = settings.Connection.from_environ(self._runtime_environ(region))
+        settings.clients(connection)
+        settings.lambda_client(connection)
+        for service in ("apigateway", "lambda", "cloudformation", "s3", "dynamodb"):
+            self.clients(service, region)
 
     def invoke(self, region: str, function: FunctionConfig, event: dict[str, Any]) -> Any:
         request_id = str(uuid.uuid4())

@@ -126,6 +126,7 @@ class LocalStackApp:
         self.invoker = Invoker(self.runner, quiet_for=self.foreground.quiet_for)
         self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
+        self.warmed = Tally()  # deploys after which the handlers' clients were built ahead
         InProcessDispatch(endpoint_url, self).install()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -187,6 +188,14 @@ class LocalStackApp:
             buckets = self.notifications.buckets(change.region)
             apply_bucket_settings(self.clients("s3", change.region), buckets)
             self.notifications.wiring(change.region)
+            threading.Thread(target=self._warm, args=(change.region,), name="warm", daemon=True).start()
+
+    def _warm(self, region: str) -> None:
+        try:
+            self.runner.warm(region)
+            self.warmed.add()
+        except Exception:  # the first invocation builds what is missing, as it always did
+            log.exception("warming the clients of %s failed", region)
 
     def _announce(
         self,
@@ -221,6 +230,7 @@ class LocalStackApp:
                 "eventsPending": self.notifications.pending,
                 "events": self.notifications.delivered.value,
                 "catalogLoads": self.catalog.loads,
+                "warmed": self.warmed.value,
             }
         ).encode()
 

@@ -500,6 +500,16 @@ def settled(stack: LocalDeployment) -> dict:
     raise AssertionError(f"asynchronous invocations still running after 10 s: {counts}")
 
 
+def test_after_a_deploy_the_stack_builds_its_clients_ahead_of_the_first_upload(stack) -> None:
+    for _ in range(200):
+        if health(stack)["warmed"] >= 1:
+            break
+        time.sleep(0.05)
+    assert health(stack)["warmed"] >= 1
+    log = (stack.config_dir / "local" / "local.log").read_text()
+    assert "warming the clients" not in log
+
+
 def test_deployed_configuration_is_read_once_and_a_key_change_counts_at_once(stack) -> None:
     images = stack.api_url + "/images"
     assert httpx.get(images, headers={"x-api-key": stack.api_key}).status_code == 200

@@ -348,3 +348,34 @@ def test_s3_events_on_a_stack_that_is_never_quiet_are_late_by_at_most_max_wait_f
         assert 0.35 < took < 1.0  # not 3 x 0.4 s: each waited from its own write
     finally:
         router.shutdown()
+
+
+def test_warming_builds_the_clients_that_the_handlers_then_find_built() -> None:
+    from imgup.backend import settings
+    from imgup.local.lambdas import FunctionConfig, LambdaRunner
+
+    built: list[tuple[str, str]] = []
+    runner = LambdaRunner(
+        "http://127.0.0.1:9", lambda service, region: built.append((service, region)), Catalog()
+    )  # type: ignore[arg-type]
+    settings.clear_client_cache()
+    try:
+        runner.warm("eu-west-1")
+        function = FunctionConfig(
+            "complete", "arn", "imgup_backend.handlers.complete", {"TABLE_NAME": "t"}, 3
+        )
+        assert (settings.clients.cache_info().misses, settings.lambda_client.cache_info().misses) == (1, 1)
+        connection = settings.Connection.from_environ(runner.environ_for(function, "eu-west-1"))
+        settings.clients(connection)
+        settings.lambda_client(connection)
+        # what a handler of that function asks for is found, not built again
+        assert (settings.clients.cache_info().misses, settings.lambda_client.cache_info().misses) == (1, 1)
+        assert {service for service, _ in built} == {
+            "apigateway",
+            "lambda",
+            "cloudformation",
+            "s3",
+            "dynamodb",
+        }
+    finally:
+        settings.clear_client_cache()
