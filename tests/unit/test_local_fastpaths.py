@@ -383,6 +383,24 @@ def test_a_backend_is_found_by_account_as_moto_finds_it_and_listed_as_moto_lists
     assert BackendDict._instances == [backends]
 
 
+def _moto_then_fast(scenario: Any, owner: type, method: str) -> dict[str, Any]:
+    """What ``scenario(db)`` answers on a new table, with moto as it is, then with the fast
+    paths installed (which replace ``owner.method``, the one the test is about)."""
+    import boto3
+    from moto import mock_aws
+
+    answers = {}
+    for name in ("moto", "fast"):
+        with mock_aws():
+            if name == "fast":
+                fastpaths.install()
+                assert getattr(getattr(owner, method), "__wrapped__", None) is not None
+            db = boto3.client("dynamodb", region_name="us-east-1")
+            create_table(db)
+            answers[name] = scenario(db)
+    return answers
+
+
 def _conditional_writes(db: Any) -> list[str]:
     """What a series of conditional writes answers: the same expression with other values, an
     unused name, an expression that does not parse, each twice."""
@@ -426,19 +444,9 @@ def _conditional_writes(db: Any) -> list[str]:
 
 
 def test_conditions_parsed_once_are_judged_as_moto_judges_them() -> None:
-    import boto3
-    from moto import mock_aws
     from moto.dynamodb.comparisons import ConditionExpressionParser
 
-    answers = {}
-    for name in ("moto", "fast"):
-        with mock_aws():
-            if name == "fast":
-                fastpaths.install()
-                assert getattr(ConditionExpressionParser.parse, "__wrapped__", None) is not None
-            db = boto3.client("dynamodb", region_name="us-east-1")
-            create_table(db)
-            answers[name] = _conditional_writes(db)
+    answers = _moto_then_fast(_conditional_writes, ConditionExpressionParser, "parse")
     assert answers["fast"] == answers["moto"]
     assert answers["fast"][:6] == [
         "written",
@@ -453,9 +461,7 @@ def test_conditions_parsed_once_are_judged_as_moto_judges_them() -> None:
 
 
 def test_items_are_sized_and_refused_over_the_limit_as_moto_sizes_them() -> None:
-    import boto3
     from botocore.exceptions import ClientError
-    from moto import mock_aws
     from moto.dynamodb.models.dynamo_type import Item
 
     def writes(db: Any) -> list[Any]:
@@ -476,15 +482,7 @@ def test_items_are_sized_and_refused_over_the_limit_as_moto_sizes_them() -> None
                 answers.append((exc.response["Error"]["Code"], exc.response["Error"]["Message"]))
         return answers
 
-    found = {}
-    for name in ("moto", "fast"):
-        with mock_aws():
-            if name == "fast":
-                fastpaths.install()
-                assert getattr(Item.__init__, "__wrapped__", None) is not None
-            db = boto3.client("dynamodb", region_name="us-east-1")
-            create_table(db)
-            found[name] = writes(db)
+    found = _moto_then_fast(writes, Item, "__init__")
     assert found["fast"] == found["moto"]
     assert [kind for kind, _ in found["fast"]] == [
         "stored",
