@@ -462,6 +462,10 @@ def test_background_work_waits_while_a_request_from_outside_is_being_served(stac
     body = png_bytes(300)
     declared = {"fileName": "later.png", "fileType": "image/png", "fileSize": len(body)}
     key_header = {"x-api-key": stack.api_key}
+    for _ in range(200):  # the events of earlier tests on this stack are delivered first
+        if health(stack)["eventsPending"] == 0:
+            break
+        time.sleep(0.05)
     grant = httpx.post(stack.api_url + "/upload", json=declared, headers=key_header).json()
     endpoint = urlsplit(stack.endpoint_url)
     with socket.create_connection((endpoint.hostname, endpoint.port), timeout=10) as slow:
@@ -472,7 +476,7 @@ def test_background_work_waits_while_a_request_from_outside_is_being_served(stac
         time.sleep(0.2)
         assert httpx.put(grant["uploadUrl"], headers=grant["uploadHeaders"], content=body).status_code == 200
         time.sleep(0.6)
-        assert health(stack)["eventsPending"] == 1
+        assert health(stack)["eventsPending"] >= 1  # this upload's (a thumbnail's may pass by)
         pending = httpx.get(f"{stack.api_url}/images/{grant['imageId']}", headers=key_header)
         assert pending.status_code == 404  # not ready: only ready images are shown
     for _ in range(100):  # the slow request ended (its connection closed): now it is quiet
