@@ -42,9 +42,9 @@ class Settings:
     stack_name: str = DEFAULT_STACK_NAME
     region: str | None = None
     profile: str | None = None
-    # Parallel uploads. Measured (1,000 files of 20 KiB on the local stack, two runs each,
-    # seconds): -j 1: 23.5, 21.8; -j 4: 21.0, 22.0; -j 8: 16.7, 20.2; -j 16: 17.6, 18.0;
-    # -j 32: 16.5, 16.9. aws s3 cp sends 10 at once.
+    # Parallel uploads: enough to hide each request's latency (aws s3 cp sends 10 at once).
+    # On the local stack, whose one core bounds an upload, -j 1 to 32 measure within noise of
+    # each other (bench/README.md).
     concurrency: int = 16
     retries: int = 4
     timeout: float = 30.0

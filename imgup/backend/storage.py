@@ -281,13 +281,12 @@ class ObjectChanged(Exception):
 class ObjectContent:
     """What reading an object found: its first bytes (up to rules.PROBE_BYTES, or ``keep``),
     the bytes read, their SHA-256 (hex), and what S3 said of the object: its whole size
-    (``length``, which can exceed what was read), its ETag and its version."""
+    (``length``, which can exceed what was read) and its version."""
 
     head: bytes
     size: int
     sha256: str
     length: int = 0
-    etag: str = ""
     version_id: str | None = None
 
 
@@ -352,7 +351,6 @@ def read_object(
         size=size,
         sha256=digest.hexdigest(),
         length=int(answer.get("ContentLength", size)),
-        etag=str(answer.get("ETag", "")),
         version_id=answer.get("VersionId") or None,
     )
 

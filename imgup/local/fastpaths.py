@@ -105,10 +105,7 @@ def _install_item_sizes() -> None:
                 raise ItemSizeTooLarge
             dict.__setitem__(self.attrs, key, typed)
 
-    setattr(init, _FAST, True)
-    init.__wrapped__ = original  # type: ignore[attr-defined]
-    patched: Any = Item
-    patched.__init__ = init
+    _replace(Item, "__init__", init, original)
 
 
 _ITEM_LIMIT = 405_000  # moto's LimitedSizeDict: between DynamoDB's measured 409 and 410 KB
@@ -149,10 +146,7 @@ def _install_parsed_conditions() -> None:
         self.expr_attr_values_found.extend(values)
         return op
 
-    setattr(parse, _FAST, True)
-    parse.__wrapped__ = original  # type: ignore[attr-defined]
-    patched: Any = ConditionExpressionParser
-    patched.parse = parse
+    _replace(ConditionExpressionParser, "parse", parse, original)
 
 
 def _install_known_accounts() -> None:
@@ -167,10 +161,7 @@ def _install_known_accounts() -> None:
             return  # moto listed this dictionary when it first got an account (see above)
         original(self, account_id)
 
-    setattr(create, _FAST, True)
-    create.__wrapped__ = original  # type: ignore[attr-defined]
-    patched: Any = BackendDict
-    patched._create_account_specific_backend = create
+    _replace(BackendDict, "_create_account_specific_backend", create, original)
 
 
 _listing = threading.local()
@@ -193,10 +184,7 @@ def _install_top_level_projection() -> None:
             return original(self, projection_expressions)
         return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=kept)
 
-    setattr(project, _FAST, True)
-    project.__wrapped__ = original  # type: ignore[attr-defined]
-    patched: Any = Item
-    patched.project = project
+    _replace(Item, "project", project, original)
 
 
 def _without_binary(value: Any) -> bool:
@@ -247,13 +235,8 @@ def _install_prefix_listing() -> None:
             if key.startswith(prefix):
                 yield key, self.getlist(key)
 
-    for wrapper, wrapped in ((list_object_versions, original), (prefixed_iterlists, iterlists)):
-        setattr(wrapper, _FAST, True)
-        wrapper.__wrapped__ = wrapped  # type: ignore[attr-defined]
-    patched_backend: Any = S3Backend
-    patched_store: Any = _VersionedKeyStore
-    patched_backend.list_object_versions = list_object_versions
-    patched_store.iterlists = prefixed_iterlists
+    _replace(S3Backend, "list_object_versions", list_object_versions, original)
+    _replace(_VersionedKeyStore, "iterlists", prefixed_iterlists, iterlists)
 
 
 def _install_method_names_once() -> None:
@@ -265,10 +248,7 @@ def _install_method_names_once() -> None:
     if getattr(original, _FAST, False):
         return
     listed: Any = functools.lru_cache(maxsize=None)(lambda clazz: frozenset(original(clazz)))
-    setattr(listed, _FAST, True)
-    listed.__wrapped__ = original
-    patched: Any = responses
-    patched.method_names_from_class = listed
+    _replace(responses, "method_names_from_class", listed, original)
 
 
 def _install_unsorted_query_items() -> None:
@@ -312,16 +292,9 @@ def _install_unsorted_query_items() -> None:
             return sorted_items(self, hash_attrs, range_attrs, found)
         return found
 
-    pairs: list[tuple[Any, Any]] = [
-        (unsorted_query, query),
-        (items, all_items),
-        (plain_sorted_items, sorted_items),
-    ]
-    for wrapper, wrapped in pairs:
-        setattr(wrapper, _FAST, True)
-        wrapper.__wrapped__ = wrapped
-    patched: Any = Table
-    patched.query, patched.all_items, patched.sorted_items = unsorted_query, items, plain_sorted_items
+    _replace(Table, "query", unsorted_query, query)
+    _replace(Table, "all_items", items, all_items)
+    _replace(Table, "sorted_items", plain_sorted_items, sorted_items)
 
 
 def _string_equalities(conditions: Any) -> list[tuple[str, str]] | None:
@@ -339,6 +312,14 @@ def _string_equalities(conditions: Any) -> list[tuple[str, str]] | None:
 
 def _is_string(value: Any, expected: str) -> bool:
     return value is not None and value.type == "S" and value.value == expected
+
+
+def _replace(owner: Any, name: str, wrapper: Any, original: Any) -> None:
+    """Put ``wrapper`` in place of moto's ``original`` ``owner.name``, marked as a fast path
+    (so that installing again changes nothing) and pointing back at it (``__wrapped__``)."""
+    setattr(wrapper, _FAST, True)
+    wrapper.__wrapped__ = original
+    setattr(owner, name, wrapper)
 
 
 def _plain_key(value: Any) -> Any:
@@ -368,9 +349,7 @@ def _install_plain_results() -> None:
                 return status, headers, body
         return original(self, context)
 
-    setattr(execute_result, _FAST, True)
-    execute_result.__wrapped__ = original  # type: ignore[attr-defined]
-    ActionResult.execute_result = execute_result  # type: ignore[method-assign]
+    _replace(ActionResult, "execute_result", execute_result, original)
 
 
 def plain_json(result: Any, members: frozenset[str] | None = None) -> str | None:

@@ -55,6 +55,7 @@ from .wire import (
     read_body,
     respond,
     scope_of,
+    status_line,
 )
 
 READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
@@ -313,8 +314,6 @@ def _direct_callback(environ: dict[str, Any]) -> Any:
 
 def _call_moto(callback: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """Call one of moto's handlers as moto's Flask application would (``_direct_callback``)."""
-    from http import HTTPStatus
-
     from botocore.exceptions import ClientError
     from moto.moto_server.werkzeug_app import BackendRequest
     from werkzeug.exceptions import HTTPException
@@ -334,9 +333,7 @@ def _call_moto(callback: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[
         merged["Content-Type"] = "text/html; charset=utf-8"
     if "content-length" not in lowered:
         merged["Content-Length"] = str(len(data))
-    code = int(status)
-    phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "UNKNOWN"
-    return f"{code} {phrase}", list(merged.items()), [data]
+    return status_line(int(status)), list(merged.items()), [data]
 
 
 def _refusal(environ: dict[str, Any]) -> Answer | None:

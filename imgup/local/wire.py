@@ -224,7 +224,8 @@ class Tally:
 
 class Foreground:
     """Requests from outside the process being served, and since when there are none: the
-    stack's background work (asynchronous invocations) waits for a quiet moment, as it would
+    stack's background work (S3 events, asynchronous invocations) waits for a quiet moment
+    (``wait_for_quiet``), as it would
     run elsewhere on AWS instead of taking turns with the requests on one core."""
 
     def __init__(self) -> None:
