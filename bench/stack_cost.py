@@ -13,7 +13,7 @@ in-process. Then, in a temporary IMGUP_CONFIG_DIR with fake credentials:
 2. uploads ``--warm-up`` files (10), so that what every stack does once (loading botocore
    and moto service models, creating the handlers' clients) is not counted per file;
 3. writes N PNGs of ``--size`` bytes whose bytes all differ;
-4. reads the stack's CPU time (``/proc/<pid>/stat``: user + system) and the counts, runs
+4. reads the CPU time of the stack and its handlers' process (``/proc``: user + system) and the counts, runs
    ``imgup upload <files> --json`` (its defaults), waits until the stack is idle (S3 events
    are delivered after the PUT has been answered), and reads them again;
 5. with ``--memory-cycles C``: C times, uploads ``--cycle-files`` files and deletes them all
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.upload import Stack as Seen  # noqa: E402
 from tests.isolation import isolated_env  # noqa: E402
 from tests.samples import png_bytes  # noqa: E402
 
@@ -116,15 +116,16 @@ class Stack:
                 time.sleep(0.1)
         raise RuntimeError(f"the stack did not start; see {self.state_dir}")
 
+    def _tree(self) -> Seen:
+        """The stack's process and its children (the handlers' process) as bench/upload.py
+        reads them."""
+        return Seen(Path(), self.endpoint or "", self.process.pid, "")
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return self._tree().cpu_seconds()
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return self._tree().memory_kib()["VmRSS"] / 1024
 
     def counts(self) -> dict[str, int]:
         with urlopen(self.endpoint + COUNTS_PATH, timeout=10) as answer:

@@ -9,16 +9,17 @@ command renders them.
    GIF or WebP by its bytes, whatever its name says; its SHA-256 is computed so that S3 and
    ``complete`` can verify the bytes.
 2. ``upload_files`` streams them through the API:
-   - presign: one ``POST /uploads`` for up to 100 files, asked for before the PUT workers run
-     dry, so that grants wait a short while only (their URLs expire); a file whose bytes are
+   - presign: ``POST /uploads`` for up to 100 files, two at a time, keeping about two
+     batches of grants ahead of the PUT workers, so that they never run dry and grants wait
+     a short while only (their URLs expire); a file whose bytes are
      in the gallery already (same SHA-256) is answered with that image and not sent
      (unless ``allow_duplicates``), and so is a second file of a run with the same bytes
      as another, once that one is done;
    - PUT: ``concurrency`` workers each send one file as a stream with exactly the signed
      headers, retrying transport errors, 5xx and 429 (bounded backoff with jitter); a URL
      that expired before or during its attempts is replaced by a fresh one;
-   - complete: the files whose PUT ended are completed together, one ``POST
-     /uploads/complete`` at a time, as they come.
+   - complete: the files whose PUT ended are completed together, ``POST /uploads/complete``
+     for up to 100 files, two at a time, as they come.
    A deployment without the batch routes is served through the single-file routes.
 
 No file is ever half-reported: a URL given up is settled first (completed if its bytes did
@@ -56,6 +57,9 @@ SETTLE_SECONDS = 20.0
 """How long an interrupted run waits for its running uploads to stop and be settled."""
 EXPIRY_MARGIN = 2.0
 """A URL with less life than this left is not used for a PUT."""
+BATCHES_IN_FLIGHT = 2
+"""``POST /uploads`` requests running at once, and ``POST /uploads/complete`` requests: while
+the API answers one, the other's URLs feed the PUTs (or its files are verified)."""
 COMPLETE_AFTER = 0.1
 """Seconds a stored file waits before it is completed, with the others stored meanwhile: the
 bucket's own ObjectCreated event has then usually verified it, and completing costs the API
@@ -409,10 +413,8 @@ class _Run:
     sent: list[tuple[LocalFile, Grant]] = field(default_factory=list)
     sent_since: float = 0.0  # when the oldest of ``sent`` was stored
     puts: dict[Future[_Put], tuple[LocalFile, Grant]] = field(default_factory=dict)
-    presign: Future[list[dict[str, Any]]] | None = None
-    presigning: list[LocalFile] = field(default_factory=list)
-    complete: Future[list[dict[str, Any]]] | None = None
-    completing: list[tuple[LocalFile, Grant]] = field(default_factory=list)
+    presigns: dict[Future[list[dict[str, Any]]], list[LocalFile]] = field(default_factory=dict)
+    completes: dict[Future[list[dict[str, Any]]], list[tuple[LocalFile, Grant]]] = field(default_factory=dict)
     attempts: dict[Path, int] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     started: float = 0.0
@@ -423,7 +425,15 @@ class _Run:
         return self.stored / max(now - self.started, 0.05) if self.stored else 0.0
 
     def busy(self) -> bool:
-        return bool(self.waiting or self.grants or self.sent or self.puts or self.presign or self.complete)
+        return bool(self.waiting or self.grants or self.sent or self.puts or self.presigns or self.completes)
+
+    def in_flight(self) -> list[Future[Any]]:
+        """The PUTs, presigns and completions running now."""
+        return [*self.puts, *self.presigns, *self.completes]
+
+    def presigning(self) -> int:
+        """Files whose upload URLs are being asked for."""
+        return sum(len(batch) for batch in self.presigns.values())
 
 
 def upload_files(
@@ -461,8 +471,10 @@ class _Pipeline:
         self.allow_duplicates = allow_duplicates
         # Files with the same bytes as one before them in the run: sent once, reported with it.
         self.copies: dict[LocalFile, list[LocalFile]] = {}
-        # Workers for the PUTs, plus one for a presign and one for a completion in flight.
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency + 2, thread_name_prefix="upload")
+        # Workers for the PUTs, plus the presigns and completions in flight.
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.concurrency + 2 * BATCHES_IN_FLIGHT, thread_name_prefix="upload"
+        )
 
     def run(self, files: Sequence[LocalFile]) -> list[Outcome]:
         if not self.allow_duplicates:
@@ -472,7 +484,7 @@ class _Pipeline:
             with _sigint_sets(self.up.cancel):
                 while run.busy() and not self.up.cancel.is_set():
                     self._feed(run)
-                    futures: list[Future[Any]] = [*run.puts, *(f for f in (run.presign, run.complete) if f)]
+                    futures = run.in_flight()
                     timeout = COMPLETE_AFTER / 2 if run.sent else 0.5
                     done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
                     self._collect(run, done)
@@ -482,7 +494,7 @@ class _Pipeline:
             self._interrupted(run)
             copies = sum(len(c) for c in self.copies.values())
             raise Interrupted(
-                run.outcomes, len(run.waiting) + len(run.grants) + len(run.presigning) + copies
+                run.outcomes, len(run.waiting) + len(run.grants) + run.presigning() + copies
             ) from None
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -492,11 +504,15 @@ class _Pipeline:
 
     def _feed(self, run: _Run) -> None:
         pool = self._pool
-        if run.presign is None and run.waiting and len(run.grants) < 2 * self.concurrency:
+        while (
+            run.waiting
+            and len(run.presigns) < BATCHES_IN_FLIGHT
+            and len(run.grants) + run.presigning() < self._grants_ahead(run)
+        ):
             size = self._presign_size(run)
-            run.presigning = [run.waiting.popleft() for _ in range(min(size, len(run.waiting)))]
-            bodies = [_upload_body(f, self.allow_duplicates) for f in run.presigning]
-            run.presign = pool.submit(self.api.request_uploads, bodies)
+            batch = [run.waiting.popleft() for _ in range(min(size, len(run.waiting)))]
+            bodies = [_upload_body(f, self.allow_duplicates) for f in batch]
+            run.presigns[pool.submit(self.api.request_uploads, bodies)] = batch
         while run.grants and len(run.puts) < self.concurrency and not self.up.cancel.is_set():
             local, grant = run.grants.popleft()
             if self.up.expired(grant):  # waited too long: never PUT to a dying URL
@@ -504,15 +520,18 @@ class _Pipeline:
                 continue
             self.on_event(Started(local))
             run.puts[pool.submit(self._put, local, grant)] = (local, grant)
-        if run.complete is None and run.sent and self._complete_now(run):
-            run.completing, run.sent = run.sent[:MAX_BATCH], run.sent[MAX_BATCH:]
-            run.sent_since = self.up.clock()
-            run.complete = pool.submit(self.api.complete_many, [g.image_id for _, g in run.completing])
+        while len(run.completes) < BATCHES_IN_FLIGHT and run.sent and self._complete_now(run):
+            self._complete_batch(run)
+
+    def _complete_batch(self, run: _Run) -> None:
+        batch, run.sent = run.sent[:MAX_BATCH], run.sent[MAX_BATCH:]
+        run.sent_since = self.up.clock()
+        run.completes[self._pool.submit(self.api.complete_many, [g.image_id for _, g in batch])] = batch
 
     def _complete_now(self, run: _Run) -> bool:
         """Whether to complete the stored files now: a full batch, the last of the run, or
         the oldest has waited COMPLETE_AFTER."""
-        if len(run.sent) >= MAX_BATCH or not (run.waiting or run.grants or run.puts or run.presign):
+        if len(run.sent) >= MAX_BATCH or not (run.waiting or run.grants or run.puts or run.presigns):
             return True
         return self.up.clock() - run.sent_since >= COMPLETE_AFTER
 
@@ -523,6 +542,11 @@ class _Pipeline:
         if rate <= 0:
             return min(MAX_BATCH, 2 * self.concurrency)
         return max(2 * self.concurrency, min(MAX_BATCH, int(rate * 5)))
+
+    def _grants_ahead(self, run: _Run) -> int:
+        """Upload URLs to hold or be asking for: two batches, so that the workers never wait
+        for the next batch (asking for one takes the API about as long as its PUTs take)."""
+        return 2 * self._presign_size(run)
 
     def _put(self, local: LocalFile, grant: Grant) -> _Put:
         """A worker's task: PUT the file; settle its record when that fails."""
@@ -552,15 +576,15 @@ class _Pipeline:
 
     def _collect(self, run: _Run, done: Iterable[Future[Any]]) -> None:
         for future in done:
-            if future is run.presign:
+            if future in run.presigns:
                 self._presigned(run, future)
-            elif future is run.complete:
+            elif future in run.completes:
                 self._completed(run, future)
             else:
                 self._put_ended(run, future)
 
     def _presigned(self, run: _Run, future: Future[list[dict[str, Any]]]) -> None:
-        batch, run.presign, run.presigning = run.presigning, None, []
+        batch = run.presigns.pop(future)
         try:
             answers = future.result()
         except ApiError as exc:
@@ -593,7 +617,7 @@ class _Pipeline:
             self._finish(run, local, result.outcome)
 
     def _completed(self, run: _Run, future: Future[list[dict[str, Any]]]) -> None:
-        batch, run.complete, run.completing = run.completing, None, []
+        batch = run.completes.pop(future)
         try:
             answers = future.result()
         except ApiError as exc:
@@ -648,11 +672,9 @@ class _Pipeline:
         self.up.cancel.set()
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:
-            if not run.puts and not run.complete and run.sent:
-                run.completing, run.sent = run.sent[:MAX_BATCH], run.sent[MAX_BATCH:]
-                ids = [g.image_id for _, g in run.completing]
-                run.complete = self._pool.submit(self.api.complete_many, ids)
-            futures: list[Future[Any]] = [*run.puts, *(f for f in (run.presign, run.complete) if f)]
+            while not run.puts and len(run.completes) < BATCHES_IN_FLIGHT and run.sent:
+                self._complete_batch(run)
+            futures = run.in_flight()
             if not futures:
                 return
             done, _ = wait(
@@ -661,11 +683,9 @@ class _Pipeline:
             if not done:
                 return
             for future in done:
-                if future is run.presign:
-                    run.presign = None  # its records stay pending, invisible, until their TTL
-                    run.waiting.extendleft(reversed(run.presigning))
-                    run.presigning = []
-                elif future is run.complete:
+                if future in run.presigns:  # its records stay pending, invisible, until their TTL
+                    run.waiting.extendleft(reversed(run.presigns.pop(future)))
+                elif future in run.completes:
                     self._completed(run, future)
                 else:
                     local, grant = run.puts.pop(future)

@@ -28,6 +28,7 @@ DROPPED = (
     "IMGUP_TIMEOUT",
     "IMGUP_TARGET",
     "IMGUP_DEBUG",
+    "IMGUP_LOCAL_HANDLERS",
 )
 
 

@@ -1,10 +1,11 @@
-"""Run deployed Lambda functions in this process, the way the Lambda service would.
+"""Run deployed Lambda functions the way the Lambda service would: in the handlers' own
+process (``imgup.local.worker``) or, on one core, in this one.
 
 A function's configuration (handler string, environment) is read from moto's Lambda API, as
 CloudFormation created it, once per deploy (the catalog keeps it); the handler string
 ``imgup_backend.<module>.<name>`` names the same code in ``imgup.backend``. The handler gets
 the function's own environment (plus region, the local credentials and ``AWS_ENDPOINT_URL``)
-through its ``environ`` argument, so nothing is written to this process's ``os.environ`` and
+through its ``environ`` argument, so nothing is written to the process's ``os.environ`` and
 functions never see each other's settings.
 """
 
@@ -25,6 +26,7 @@ from ..packaging import PACKAGE_NAME
 from .catalog import Catalog
 from .inprocess import Clients
 from .wire import Tally
+from .worker import HandlersProcess
 
 log = logging.getLogger("imgup.local")
 INVOKE_CONCURRENCY = 4
@@ -50,15 +52,18 @@ def resolve_handler(handler: str) -> Callable[..., Any]:
 class LambdaRunner:
     """Looks up functions in moto and invokes their handlers in-process."""
 
-    def __init__(self, endpoint_url: str, clients: Clients, catalog: Catalog) -> None:
+    def __init__(
+        self, endpoint_url: str, clients: Clients, catalog: Catalog, process: HandlersProcess | None = None
+    ) -> None:
         self.endpoint_url = endpoint_url
+        self.process = process  # where the handlers run; None: in this process
         self.clients = clients
         self.catalog = catalog
         self.invocations = Tally()
-        # All functions share this process's one core (the GIL): running more handlers at
-        # once only adds contention. Extra invocations queue here, as in a Lambda with
-        # reserved concurrency. Their moto calls run in their own thread (in-process), and
-        # nothing an invocation waits for needs a slot, so none can starve.
+        # All functions share one process and its one core (the GIL): running more handlers
+        # at once only adds contention. Extra invocations queue here, as in a Lambda with
+        # reserved concurrency. Their moto calls are answered on other threads, and nothing
+        # an invocation waits for needs a slot, so none can starve.
         self._slots = threading.BoundedSemaphore(INVOKE_CONCURRENCY)
 
     def function(self, region: str, name_or_arn: str) -> FunctionConfig:
@@ -96,34 +101,51 @@ class LambdaRunner:
         stack's own look-ups build on first use (about a second of this process's time,
         which the first upload after a deploy would otherwise wait for). A warm Lambda keeps
         its clients the same way."""
-        from imgup.backend import settings
-
-        connection = settings.Connection.from_environ(self._runtime_environ(region))
-        settings.clients(connection)
-        settings.lambda_client(connection)
+        if self.process is not None:
+            self.process.warm(self._runtime_environ(region))
+        else:
+            warm_handler_clients(self._runtime_environ(region))
         for service in ("apigateway", "lambda", "cloudformation", "s3", "dynamodb"):
             self.clients(service, region)
 
     def invoke(self, region: str, function: FunctionConfig, event: dict[str, Any]) -> Any:
-        request_id = str(uuid.uuid4())
-        deadline = time.monotonic() + function.timeout
-        context = SimpleNamespace(
-            aws_request_id=request_id,
-            function_name=function.name,
-            invoked_function_arn=function.arn,
-            memory_limit_in_mb=128,
-            get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)),
-        )
-        handler = resolve_handler(function.handler)
+        environ = self.environ_for(function, region)
         self.invocations.add()
-        started = time.monotonic()
-        try:
-            with self._slots:
-                return handler(event, context, environ=self.environ_for(function, region))
-        finally:
-            log.info(
-                "invoked %s request_id=%s in %.0f ms",
-                function.name,
-                request_id,
-                (time.monotonic() - started) * 1000,
-            )
+        with self._slots:
+            if self.process is not None:
+                return self.process.invoke(function, event, environ)
+            return run_handler(function, event, environ)
+
+
+def run_handler(function: FunctionConfig, event: dict[str, Any], environ: dict[str, str]) -> Any:
+    """Run a function's handler on an event, as the Lambda runtime would, with ``environ``
+    as the function's environment."""
+    request_id = str(uuid.uuid4())
+    deadline = time.monotonic() + function.timeout
+    context = SimpleNamespace(
+        aws_request_id=request_id,
+        function_name=function.name,
+        invoked_function_arn=function.arn,
+        memory_limit_in_mb=128,
+        get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)),
+    )
+    handler = resolve_handler(function.handler)
+    started = time.monotonic()
+    try:
+        return handler(event, context, environ=environ)
+    finally:
+        log.info(
+            "invoked %s request_id=%s in %.0f ms",
+            function.name,
+            request_id,
+            (time.monotonic() - started) * 1000,
+        )
+
+
+def warm_handler_clients(environ: dict[str, str]) -> None:
+    """Build the boto3 clients that handlers with this runtime environment use."""
+    from imgup.backend import settings
+
+    connection = settings.Connection.from_environ(environ)
+    settings.clients(connection)
+    settings.lambda_client(connection)

@@ -57,6 +57,7 @@ from .wire import (
     scope_of,
     status_line,
 )
+from .worker import HandlersProcess, handlers_process_wanted
 
 READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
 READ_TIMEOUT = 20.0  # seconds a request may leave its socket silent (S3's RequestTimeout)
@@ -108,7 +109,9 @@ class LocalStackApp:
     """The WSGI application of the local stack. It serves requests from outside (werkzeug)
     and, in-process, the boto3 calls of the handlers and of its own look-ups."""
 
-    def __init__(self, endpoint_url: str) -> None:
+    def __init__(self, endpoint_url: str, handlers_log: str | None = None) -> None:
+        """``handlers_log``: the log file of the handlers' own process, when they run in one
+        (``imgup.local.worker``)."""
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         untrack_moto_models()
@@ -117,7 +120,13 @@ class LocalStackApp:
         self._apps: dict[str, Any] = {}
         self.clients = Clients(endpoint_url)
         self.catalog = Catalog()
-        self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog)
+        self.dispatch = InProcessDispatch(endpoint_url, self)
+        self.handlers = (
+            HandlersProcess(endpoint_url, self.dispatch.serve, handlers_log)
+            if handlers_process_wanted()
+            else None
+        )
+        self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog, self.handlers)
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
         # Background work (S3 events, asynchronous invocations) waits for a quiet moment.
         self.foreground = Foreground()
@@ -128,7 +137,7 @@ class LocalStackApp:
         self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
         self.warmed = Tally()  # deploys after which the handlers' clients were built ahead
-        InProcessDispatch(endpoint_url, self).install()
+        self.dispatch.install()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         # No request may take the process down or come back as an HTML page: whatever
@@ -232,6 +241,7 @@ class LocalStackApp:
                 "events": self.notifications.delivered.value,
                 "catalogLoads": self.catalog.loads,
                 "warmed": self.warmed.value,
+                "handlersPid": self.handlers.pid if self.handlers else None,
             }
         ).encode()
 
@@ -397,7 +407,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
 
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_handler(_read_timeout()))
     endpoint = f"http://127.0.0.1:{server.port}"
-    holder["app"] = LocalStackApp(endpoint)
+    holder["app"] = LocalStackApp(endpoint, handlers_log=str(state_dir / LOG_FILE))
 
     def stop(signum: int, frame: Any) -> None:
         log.info("signal %s: stopping", signum)
@@ -416,6 +426,8 @@ def serve(state_dir: Path, port: int = 0) -> None:
     finally:
         holder["app"].notifications.shutdown()
         holder["app"].invoker.shutdown()
+        if holder["app"].handlers is not None:
+            holder["app"].handlers.shutdown()
         try:
             if json.loads(state_path.read_text()).get("pid") == os.getpid():
                 state_path.unlink()

@@ -146,7 +146,11 @@ SHORT_WAIT = "2"  # seconds the stack waits for body bytes that never come (defa
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
     """A deployed local stack that gives up on a silent client after SHORT_WAIT seconds."""
     config_dir = tmp_path_factory.mktemp("strict-config")
-    env = {**isolated_env(config_dir), "IMGUP_LOCAL_READ_TIMEOUT": SHORT_WAIT}
+    env = {
+        **isolated_env(config_dir),
+        "IMGUP_LOCAL_READ_TIMEOUT": SHORT_WAIT,
+        "IMGUP_LOCAL_HANDLERS": "process",  # (the default on two cores; the tests say it)
+    }
     try:
         deployed = run_imgup("deploy", "--local", env=env)
         assert deployed.code == 0, deployed.stderr
@@ -556,3 +560,78 @@ def test_an_upload_costs_at_most_three_http_requests_per_file_and_the_rest_runs_
     assert len(files) <= after["requests"]["http"] - before["requests"]["http"] <= 3 * len(files)
     assert after["requests"]["inProcess"] - before["requests"]["inProcess"] >= 3 * len(files)
     assert after["catalogLoads"] == before["catalogLoads"]
+
+
+# --- the handlers' own process ----------------------------------------------------------------
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_handlers_run_in_a_child_process_and_a_killed_one_is_replaced(stack, tmp_path) -> None:
+    from tests.samples import write_samples
+
+    files = [str(p) for p in write_samples(tmp_path, padding=4096).values()]
+    stack.imgup("upload", files[0])  # the handlers' process has started by now
+    counts = settled(stack)
+    child = counts["handlersPid"]
+    assert child is not None and parent_of(child) == counts["pid"]
+    before = cpu_ticks(child)
+    uploaded = stack.imgup("upload", *files[1:], "--json")
+    assert uploaded.code == 0, uploaded.stderr
+    assert cpu_ticks(child) > before  # the handlers' work was done there
+
+    subprocess.run(["kill", "-9", str(child)], check=True)
+    for _ in range(100):
+        if not alive(child):
+            break
+        time.sleep(0.05)
+    listed = stack.imgup("list", "--all", "--json")
+    assert listed.code == 0, listed.stderr
+    assert {image["fileName"] for image in listed.json()} >= {Path(f).name for f in files}
+    replaced = health(stack)["handlersPid"]
+    assert replaced not in (None, child) and parent_of(replaced) == counts["pid"]
+    assert "handlers' process ended" in (stack.config_dir / "local" / "local.log").read_text()
+
+
+@pytest.mark.parametrize("where", ["process", "inprocess"])
+def test_uploads_work_with_the_handlers_in_either_place_and_a_stop_leaves_no_process(tmp_path, where) -> None:
+    from tests.samples import write_samples
+
+    config_dir = tmp_path / "config"
+    env = {**isolated_env(config_dir), "IMGUP_LOCAL_HANDLERS": where}
+    files = [str(p) for p in write_samples(tmp_path, padding=4096).values()]
+    try:
+        assert run_imgup("deploy", "--local", env=env).code == 0
+        uploaded = run_imgup("upload", *files, "--json", env=env)
+        assert uploaded.code == 0, uploaded.stderr
+        assert len(uploaded.json()) == len(files)
+        listed = run_imgup("list", "--all", "--json", env=env)
+        assert sorted(i["fileName"] for i in listed.json()) == sorted(Path(f).name for f in files)
+        endpoint = run_imgup("status", "--json", env=env).json()["endpointUrl"]
+        counts = httpx.get(endpoint + "/_imgup/health", timeout=10).json()
+        assert (counts["handlersPid"] is not None) is (where == "process")
+        assert counts["invocations"] >= 2
+    finally:
+        run_imgup("cleanup", "--yes", env=env)
+        run_imgup("local", "stop", env=env)
+    for pid in (counts["pid"], counts["handlersPid"]):
+        if pid is not None:
+            for _ in range(100):
+                if not alive(pid):
+                    break
+                time.sleep(0.05)
+            assert not alive(pid)

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,6 +508,42 @@ def test_many_files_cost_a_few_batch_requests_not_two_per_file(tmp_path):
     assert cloud.requests_to("/v1/uploads/complete") < 250
     assert max(len(b) for b in [cloud.presign_bodies]) == 250
     assert len({o.image["imageId"] for o in run.outcomes}) == 250
+
+
+class SlowBatches(FakeCloud):
+    """Batch requests that take a while to answer, and the most of each at once."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.running = {"/v1/uploads": 0, "/v1/uploads/complete": 0}
+        self.most = dict(self.running)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path not in self.running:
+            return super().__call__(request)
+        with self.lock:
+            self.running[path] += 1
+            self.most[path] = max(self.most[path], self.running[path])
+        try:
+            time.sleep(0.05)
+            return super().__call__(request)
+        finally:
+            with self.lock:
+                self.running[path] -= 1
+
+
+def test_two_presigns_and_two_completions_run_at_once_and_never_more(tmp_path):
+    # While the API answers one batch, the other's URLs feed the PUTs (or its files are
+    # verified): a slow API does not leave the PUT workers idle.
+    files = many(tmp_path, 300)
+    cloud = SlowBatches()
+
+    run = run_upload(cloud, files, concurrency=8)
+
+    assert len([o for o in run.outcomes if o.image]) == 300
+    assert sorted(cloud.completed) == sorted(f"img-{n}" for n in range(1, 301))
+    assert cloud.most == {"/v1/uploads": 2, "/v1/uploads/complete": 2}
 
 
 def test_a_put_declares_its_length_even_when_the_grant_does_not_so_it_is_never_chunked(photo):
