@@ -19,6 +19,7 @@ and stops it.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import logging
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import HEALTH_PATH, LOG_FILE, STATE_FILE, fastpaths  # shared with control
+from . import GC_THRESHOLDS, HEALTH_PATH, LOG_FILE, STATE_FILE, fastpaths  # shared with control
 from .apigateway import PREFIX, ApiGatewayEmulator
 from .catalog import Catalog, Change, change_of
 from .inprocess import Clients, InProcessDispatch
@@ -392,6 +393,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
     from werkzeug.serving import make_server
 
     state_dir.mkdir(parents=True, exist_ok=True)
+    gc.set_threshold(*GC_THRESHOLDS)
     logging.basicConfig(
         filename=state_dir / LOG_FILE,
         level=logging.INFO,

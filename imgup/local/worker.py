@@ -23,6 +23,7 @@ child when the last one died. On a machine with one core the handlers stay in th
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import logging
 import os
@@ -35,6 +36,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
+
+from . import GC_THRESHOLDS
 
 log = logging.getLogger("imgup.local")
 
@@ -302,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    gc.set_threshold(*GC_THRESHOLDS)
     sock = socket.socket(fileno=args.fd)
     _serve_child(sock, args.endpoint)
     logging.shutdown()
