@@ -34,6 +34,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.core.base_backend import BackendDict
     from moto.core.responses import ActionResult
     from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
     from moto.s3.models import S3Backend
@@ -51,6 +52,9 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
         (BackendDict, "_create_account_specific_backend"),
         (ConditionExpressionParser, "parse"),
         (Item, "__init__"),
+        (Table, "put_item"),
+        (Table, "delete_item"),
+        *((DynamoDBBackend, name) for name in ("update_item", *fastpaths._WHOLESALE_WRITES)),
     ]
     for owner, name in patched:
         current = getattr(owner, name)
@@ -490,3 +494,118 @@ def test_items_are_sized_and_refused_over_the_limit_as_moto_sizes_them() -> None
         "ValidationException",
         "ValidationException",
     ]
+
+
+def _writes_then_lookups(db: Any) -> list[Any]:
+    """Images by SHA-256 (the ReadyBySha256 index) after each kind of write: puts, conditional
+    puts that fail, updates that set, change and remove the key, a failed conditional update,
+    deletes, batch writes, a transaction that is cancelled and one that succeeds, PartiQL."""
+    from botocore.exceptions import ClientError
+
+    def by(digest: str) -> list[str]:
+        answer = db.query(
+            TableName=TABLE,
+            IndexName="ReadyBySha256",
+            KeyConditionExpression="readySha256 = :h",
+            ExpressionAttributeValues={":h": {"S": digest}},
+        )
+        return sorted(item["imageId"]["S"] for item in answer["Items"])
+
+    def key(n: int) -> dict[str, Any]:
+        return {"imageId": {"S": f"id-{n}"}}
+
+    seen: list[Any] = []
+
+    def look() -> None:
+        seen.append([by(d) for d in ("aa", "bb", "cc")])
+
+    def attempt(call: Any, **kwargs: Any) -> None:
+        try:
+            call(TableName=TABLE, **kwargs) if "TransactItems" not in kwargs else call(**kwargs)
+            seen.append("ok")
+        except ClientError as exc:
+            seen.append(exc.response["Error"]["Code"])
+
+    for n in range(6):
+        db.put_item(TableName=TABLE, Item={**key(n), "readySha256": {"S": "aa" if n % 2 else "bb"}})
+    look()  # the first lookup builds the index
+    db.put_item(TableName=TABLE, Item={**key(9), "readySha256": {"S": "aa"}})
+    db.put_item(TableName=TABLE, Item={**key(1), "status": {"S": "pending"}})  # loses its key
+    attempt(
+        db.put_item,
+        Item={**key(2), "readySha256": {"S": "cc"}},
+        ConditionExpression="attribute_not_exists(imageId)",
+    )
+    look()
+    db.update_item(
+        TableName=TABLE,
+        Key=key(0),
+        UpdateExpression="SET readySha256 = :c",
+        ExpressionAttributeValues={":c": {"S": "cc"}},
+    )
+    db.update_item(TableName=TABLE, Key=key(3), UpdateExpression="REMOVE readySha256")
+    db.update_item(
+        TableName=TABLE,
+        Key=key(7),
+        UpdateExpression="SET readySha256 = :c",
+        ExpressionAttributeValues={":c": {"S": "cc"}},
+    )  # a new item
+    attempt(
+        db.update_item,
+        Key=key(5),
+        UpdateExpression="SET readySha256 = :c",
+        ConditionExpression="attribute_not_exists(imageId)",
+        ExpressionAttributeValues={":c": {"S": "cc"}},
+    )
+    look()
+    db.delete_item(TableName=TABLE, Key=key(9))
+    db.batch_write_item(
+        RequestItems={
+            TABLE: [
+                {"PutRequest": {"Item": {**key(10), "readySha256": {"S": "bb"}}}},
+                {"DeleteRequest": {"Key": key(4)}},
+            ]
+        }
+    )
+    look()
+    transaction = [
+        {"Put": {"TableName": TABLE, "Item": {**key(11), "readySha256": {"S": "aa"}}}},
+        {
+            "Update": {
+                "TableName": TABLE,
+                "Key": key(5),
+                "UpdateExpression": "SET readySha256 = :c",
+                "ExpressionAttributeValues": {":c": {"S": "cc"}},
+            }
+        },
+        {"Delete": {"TableName": TABLE, "Key": key(10)}},
+    ]
+    cancelled = [
+        *transaction,
+        {
+            "ConditionCheck": {
+                "TableName": TABLE,
+                "Key": key(99),
+                "ConditionExpression": "attribute_exists(imageId)",
+            }
+        },
+    ]
+    attempt(db.transact_write_items, TransactItems=cancelled)
+    look()  # nothing of it happened
+    attempt(db.transact_write_items, TransactItems=transaction)
+    look()
+    db.execute_statement(Statement=f"UPDATE \"{TABLE}\" SET readySha256='bb' WHERE imageId='id-11'")  # noqa: S608
+    look()
+    return seen
+
+
+def test_an_index_query_finds_the_items_moto_finds_after_every_kind_of_write() -> None:
+    from moto.dynamodb.models.table import Table
+
+    answers = _moto_then_fast(_writes_then_lookups, Table, "put_item")
+    assert answers["fast"] == answers["moto"]
+    lookups = [step for step in answers["fast"] if isinstance(step, list)]
+    assert lookups[0] == [["id-1", "id-3", "id-5"], ["id-0", "id-2", "id-4"], []]
+    assert lookups[2] == [["id-5", "id-9"], ["id-2", "id-4"], ["id-0", "id-7"]]
+    assert lookups[4] == lookups[3]  # the cancelled transaction
+    assert lookups[-1][1] == ["id-11", "id-2"] and "id-11" not in lookups[-1][0]
