@@ -57,6 +57,8 @@ SETTLE_SECONDS = 20.0
 """How long an interrupted run waits for its running uploads to stop and be settled."""
 EXPIRY_MARGIN = 2.0
 """A URL with less life than this left is not used for a PUT."""
+PRESIGN_SECONDS = 0.5
+"""Seconds of uploads, at the run's rate so far, that one ``POST /uploads`` asks URLs for."""
 BATCHES_IN_FLIGHT = 2
 """``POST /uploads`` requests running at once, and ``POST /uploads/complete`` requests: while
 the API answers one, the other's URLs feed the PUTs (or its files are verified)."""
@@ -536,12 +538,12 @@ class _Pipeline:
         return self.up.clock() - run.sent_since >= COMPLETE_AFTER
 
     def _presign_size(self, run: _Run) -> int:
-        """Enough grants to keep the workers busy for a few seconds, never more than a batch:
-        grants that wait long could expire before their PUT."""
+        """About half a second of the workers' uploads, at least two files per worker and at
+        most a batch. A larger batch takes the API longer to answer than the workers take to
+        use up the grants in hand (they waited for it, measured), and grants that wait long
+        could expire before their PUT."""
         rate = run.rate(self.up.clock())
-        if rate <= 0:
-            return min(MAX_BATCH, 2 * self.concurrency)
-        return max(2 * self.concurrency, min(MAX_BATCH, int(rate * 5)))
+        return max(2 * self.concurrency, min(MAX_BATCH, int(rate * PRESIGN_SECONDS)))
 
     def _grants_ahead(self, run: _Run) -> int:
         """Upload URLs to hold or be asking for: two batches, so that the workers never wait
