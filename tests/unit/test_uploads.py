@@ -495,14 +495,19 @@ def test_without_batch_routes_the_single_routes_serve_and_the_batch_route_is_tri
     assert cloud.requests_to("/v1/upload") == 5
 
 
+def uploaded_all(cloud: FakeCloud, tmp_path: Path, count: int) -> Run:
+    """``count`` files uploaded with 8 workers, every one stored and completed."""
+    run = run_upload(cloud, many(tmp_path, count), concurrency=8)
+    assert len([o for o in run.outcomes if o.image]) == count
+    assert sorted(cloud.completed) == sorted(f"img-{n}" for n in range(1, count + 1))
+    return run
+
+
 def test_many_files_cost_a_few_batch_requests_not_two_per_file(tmp_path):
-    files = many(tmp_path, 250)
     cloud = FakeCloud()
 
-    run = run_upload(cloud, files, concurrency=8)
+    run = uploaded_all(cloud, tmp_path, 250)
 
-    assert len([o for o in run.outcomes if o.image]) == 250
-    assert sorted(cloud.completed) == sorted(f"img-{n}" for n in range(1, 251))
     assert cloud.requests_to("/v1/upload") == 0
     assert cloud.requests_to("/v1/uploads") <= 250 // 16 + 1  # batches of 16 and more
     assert cloud.requests_to("/v1/uploads/complete") < 250
@@ -536,13 +541,10 @@ class SlowBatches(FakeCloud):
 def test_two_presigns_and_two_completions_run_at_once_and_never_more(tmp_path):
     # While the API answers one batch, the other's URLs feed the PUTs (or its files are
     # verified): a slow API does not leave the PUT workers idle.
-    files = many(tmp_path, 300)
     cloud = SlowBatches()
 
-    run = run_upload(cloud, files, concurrency=8)
+    uploaded_all(cloud, tmp_path, 300)
 
-    assert len([o for o in run.outcomes if o.image]) == 300
-    assert sorted(cloud.completed) == sorted(f"img-{n}" for n in range(1, 301))
     assert cloud.most == {"/v1/uploads": 2, "/v1/uploads/complete": 2}
 
 
