@@ -13,9 +13,10 @@ in-process. Then, in a temporary IMGUP_CONFIG_DIR with fake credentials:
 2. uploads ``--warm-up`` files (10), so that what every stack does once (loading botocore
    and moto service models, creating the handlers' clients) is not counted per file;
 3. writes N PNGs of ``--size`` bytes whose bytes all differ;
-4. reads the CPU time of the stack and its handlers' process (``/proc``: user + system) and the counts, runs
-   ``imgup upload <files> --json`` (its defaults), waits until the stack is idle (S3 events
-   are delivered after the PUT has been answered), and reads them again;
+4. reads the CPU time of the stack and its handlers' process (``/proc``: user + system)
+   and the counts, runs ``imgup upload <files> --json`` (its defaults), waits until the
+   stack is idle (S3 events are delivered after the PUT has been answered), and reads them
+   again;
 5. with ``--memory-cycles C``: C times, uploads ``--cycle-files`` files and deletes them all
    (``imgup delete``), and reads the stack's RSS after each cycle, and how many object
    versions and delete markers the image bucket still holds under ``images/`` (the bucket
@@ -42,7 +43,7 @@ from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.upload import Stack as Seen  # noqa: E402
+from bench.upload import tree_cpu_seconds, tree_memory_kib  # noqa: E402
 from tests.isolation import isolated_env  # noqa: E402
 from tests.samples import png_bytes  # noqa: E402
 
@@ -116,16 +117,11 @@ class Stack:
                 time.sleep(0.1)
         raise RuntimeError(f"the stack did not start; see {self.state_dir}")
 
-    def _tree(self) -> Seen:
-        """The stack's process and its children (the handlers' process) as bench/upload.py
-        reads them."""
-        return Seen(Path(), self.endpoint or "", self.process.pid, "")
-
     def cpu_seconds(self) -> float:
-        return self._tree().cpu_seconds()
+        return tree_cpu_seconds(self.process.pid)
 
     def rss_mib(self) -> float:
-        return self._tree().memory_kib()["VmRSS"] / 1024
+        return tree_memory_kib(self.process.pid)["VmRSS"] / 1024
 
     def counts(self) -> dict[str, int]:
         with urlopen(self.endpoint + COUNTS_PATH, timeout=10) as answer:

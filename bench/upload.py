@@ -182,6 +182,34 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of ``root``'s process tree (the stack and its handlers'
+    process), with its reaped children."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _proc_stat(pid)
+        if fields:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            if pid == root:
+                ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def tree_memory_kib(root: int) -> dict[str, int]:
+    """VmHWM and VmRSS, summed over ``root``'s process tree, in KiB."""
+    found = {"VmHWM": 0, "VmRSS": 0}
+    for pid in process_tree(root):
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            name, _, value = line.partition(":")
+            if name in found:
+                found[name] += int(value.split()[0])
+    return found
+
+
 @dataclass
 class Stack:
     """The local stack that the benchmark deployed: its config dir, endpoint and process."""
@@ -201,29 +229,10 @@ class Stack:
         return cls(config_dir, state["endpointUrl"], int(state["pid"]), registry.load(which).bucket)
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the stack's process tree, with its reaped children."""
-        ticks = 0
-        for pid in process_tree(self.pid):
-            fields = _proc_stat(pid)
-            if fields:
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
-                if pid == self.pid:
-                    ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
-        return ticks / CLOCK_TICKS
+        return tree_cpu_seconds(self.pid)
 
     def memory_kib(self) -> dict[str, int]:
-        """VmHWM and VmRSS, summed over the stack's process tree, in KiB."""
-        found = {"VmHWM": 0, "VmRSS": 0}
-        for pid in process_tree(self.pid):
-            try:
-                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-            except OSError:
-                continue
-            for line in lines:
-                name, _, value = line.partition(":")
-                if name in found:
-                    found[name] += int(value.split()[0])
-        return found
+        return tree_memory_kib(self.pid)
 
     def reset_peak_memory(self) -> bool:
         """Reset VmHWM to the current RSS (``clear_refs`` 5); False when not allowed."""

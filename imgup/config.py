@@ -43,7 +43,7 @@ class Settings:
     region: str | None = None
     profile: str | None = None
     # Parallel uploads: enough to hide each request's latency (aws s3 cp sends 10 at once).
-    # On the local stack, whose one core bounds an upload, -j 1 to 32 measure within noise of
+    # On the local stack, which the machine's CPU bounds, -j 1 to 32 measure within noise of
     # each other (bench/README.md).
     concurrency: int = 16
     retries: int = 4

@@ -427,7 +427,7 @@ class _Run:
         return self.stored / max(now - self.started, 0.05) if self.stored else 0.0
 
     def busy(self) -> bool:
-        return bool(self.waiting or self.grants or self.sent or self.puts or self.presigns or self.completes)
+        return bool(self.waiting or self.grants or self.sent or self.in_flight())
 
     def in_flight(self) -> list[Future[Any]]:
         """The PUTs, presigns and completions running now."""

@@ -19,14 +19,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aws import LOCAL_CREDENTIALS
 from ..packaging import PACKAGE_NAME
 from .catalog import Catalog
 from .inprocess import Clients
 from .wire import Tally
-from .worker import HandlersProcess
+
+if TYPE_CHECKING:
+    from .worker import HandlersProcess
 
 log = logging.getLogger("imgup.local")
 INVOKE_CONCURRENCY = 4
@@ -50,13 +52,17 @@ def resolve_handler(handler: str) -> Callable[..., Any]:
 
 
 class LambdaRunner:
-    """Looks up functions in moto and invokes their handlers in-process."""
+    """Looks up functions in moto and invokes their handlers where ``handlers`` runs them."""
 
     def __init__(
-        self, endpoint_url: str, clients: Clients, catalog: Catalog, process: HandlersProcess | None = None
+        self,
+        endpoint_url: str,
+        clients: Clients,
+        catalog: Catalog,
+        handlers: InProcessHandlers | HandlersProcess | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
-        self.process = process  # where the handlers run; None: in this process
+        self.handlers = handlers or InProcessHandlers()
         self.clients = clients
         self.catalog = catalog
         self.invocations = Tally()
@@ -101,10 +107,7 @@ class LambdaRunner:
         stack's own look-ups build on first use (about a second of this process's time,
         which the first upload after a deploy would otherwise wait for). A warm Lambda keeps
         its clients the same way."""
-        if self.process is not None:
-            self.process.warm(self._runtime_environ(region))
-        else:
-            warm_handler_clients(self._runtime_environ(region))
+        self.handlers.warm(self._runtime_environ(region))
         for service in ("apigateway", "lambda", "cloudformation", "s3", "dynamodb"):
             self.clients(service, region)
 
@@ -112,9 +115,23 @@ class LambdaRunner:
         environ = self.environ_for(function, region)
         self.invocations.add()
         with self._slots:
-            if self.process is not None:
-                return self.process.invoke(function, event, environ)
-            return run_handler(function, event, environ)
+            return self.handlers.invoke(function, event, environ)
+
+
+class InProcessHandlers:
+    """Handlers run in this process: the counterpart of ``worker.HandlersProcess``, for a
+    machine with one core."""
+
+    pid = None
+
+    def invoke(self, function: FunctionConfig, event: dict[str, Any], environ: dict[str, str]) -> Any:
+        return run_handler(function, event, environ)
+
+    def warm(self, environ: dict[str, str]) -> None:
+        warm_handler_clients(environ)
+
+    def shutdown(self) -> None:
+        pass
 
 
 def run_handler(function: FunctionConfig, event: dict[str, Any], environ: dict[str, str]) -> Any:

@@ -39,7 +39,7 @@ from .apigateway import PREFIX, ApiGatewayEmulator
 from .catalog import Catalog, Change, change_of
 from .inprocess import Clients, InProcessDispatch
 from .invoke import Invoker, invocation
-from .lambdas import LambdaRunner
+from .lambdas import InProcessHandlers, LambdaRunner
 from .notifications import CreatedObject, NotificationRouter
 from .presigned import PresignedPut, is_presigned_put, tidy_put_answer
 from .provision import apply_bucket_settings
@@ -125,7 +125,7 @@ class LocalStackApp:
         self.handlers = (
             HandlersProcess(endpoint_url, self.dispatch.serve, handlers_log)
             if handlers_process_wanted()
-            else None
+            else InProcessHandlers()
         )
         self.runner = LambdaRunner(endpoint_url, self.clients, self.catalog, self.handlers)
         self.api = ApiGatewayEmulator(self.runner, self.catalog)
@@ -242,7 +242,7 @@ class LocalStackApp:
                 "events": self.notifications.delivered.value,
                 "catalogLoads": self.catalog.loads,
                 "warmed": self.warmed.value,
-                "handlersPid": self.handlers.pid if self.handlers else None,
+                "handlersPid": self.handlers.pid,
             }
         ).encode()
 
@@ -428,8 +428,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
     finally:
         holder["app"].notifications.shutdown()
         holder["app"].invoker.shutdown()
-        if holder["app"].handlers is not None:
-            holder["app"].handlers.shutdown()
+        holder["app"].handlers.shutdown()
         try:
             if json.loads(state_path.read_text()).get("pid") == os.getpid():
                 state_path.unlink()

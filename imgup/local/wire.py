@@ -225,8 +225,8 @@ class Tally:
 class Foreground:
     """Requests from outside the process being served, and since when there are none: the
     stack's background work (S3 events, asynchronous invocations) waits for a quiet moment
-    (``wait_for_quiet``), as it would
-    run elsewhere on AWS instead of taking turns with the requests on one core."""
+    (``wait_for_quiet``), as it would run elsewhere on AWS instead of taking turns with the
+    requests for the machine's cores."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import GC_THRESHOLDS
+from .invoke import INVOKE_PATH
 
 log = logging.getLogger("imgup.local")
 
@@ -194,9 +195,6 @@ class HandlersProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._stopped = False
-        from .invoke import INVOKE_PATH  # not at the top: invoke imports lambdas, which imports this
-
-        self._invocation = INVOKE_PATH
 
     @property
     def pid(self) -> int | None:
@@ -215,7 +213,7 @@ class HandlersProcess:
         of milliseconds per call, measured) and cost a thread switch more. A Lambda Invoke
         may wait for the child, whose answer that thread must be free to read: it goes to
         the pool."""
-        return kind == "serve" and not self._invocation.match(urlsplit(args[1]).path)
+        return kind == "serve" and not INVOKE_PATH.match(urlsplit(args[1]).path)
 
     def _answer(self, kind: str, args: tuple[Any, ...]) -> Any:
         if kind == "serve":
