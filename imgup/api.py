@@ -10,8 +10,10 @@ pending record is invisible and expires by TTL.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,15 +48,33 @@ class RetryPolicy:
             yield self.jitter() * min(self.cap, self.base * 2**attempt)
 
 
-def transport_errors() -> tuple[type[BaseException], ...]:
-    import httpx
+def import_httpx() -> Any:
+    """httpx, imported without its command-line tool.
 
-    return (httpx.TransportError,)
+    ``httpx/__init__`` imports ``httpx._main`` (the ``httpx`` command: click, pygments, rich's
+    syntax highlighting), about 30 ms of every imgup command that talks to the API
+    (encode/httpx#3547). A placeholder module without ``main`` makes that import fail as it
+    does when httpx's CLI extras are missing, and httpx falls back to its stub; the
+    placeholder is removed at once, so that an explicit ``import httpx._main`` still works.
+    """
+    if "httpx" in sys.modules:
+        return sys.modules["httpx"]
+    placeholder = types.ModuleType("httpx._main")
+    sys.modules.setdefault("httpx._main", placeholder)
+    try:
+        import httpx
+    finally:
+        if sys.modules.get("httpx._main") is placeholder:
+            del sys.modules["httpx._main"]
+    return httpx
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    return (import_httpx().TransportError,)
 
 
 def describe_transport_error(exc: BaseException) -> str:
-    import httpx
-
+    httpx = import_httpx()
     if isinstance(exc, httpx.TimeoutException):
         return "the request timed out"
     if isinstance(exc, httpx.ConnectError):
@@ -65,8 +85,7 @@ def describe_transport_error(exc: BaseException) -> str:
 def make_http_client(timeout: float, transport: Any = None, *, tls: bool = True) -> Any:
     """The client for the API and storage. ``tls=False`` (the local stack, plain http on
     127.0.0.1) skips loading the certificate store, which costs a command ~40 ms."""
-    import httpx
-
+    httpx = import_httpx()
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         transport=transport,

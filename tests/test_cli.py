@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from imgup.cli import app
 from tests.conftest import IMGUP, run_imgup
+from tests.isolation import isolated_env
 
 COMMANDS = [
     ["deploy"],
@@ -80,6 +81,46 @@ def test_help_imports_no_aws_or_http_library() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert "HEAVY=" in result.stderr
     assert result.stderr.rsplit("HEAVY=", 1)[1].strip() == ""
+
+
+def test_a_command_with_options_imports_neither_pydantic_nor_the_httpx_command(tmp_path: Path) -> None:
+    # Startup is part of every command in a pipeline: Typer 0.29 imports pydantic to coerce
+    # options (~0.1 s; constraints.txt pins 0.28), httpx imports its own command-line tool
+    # (click, pygments: ~30 ms) unless imgup.api.import_httpx keeps it out.
+    probe = (
+        "import sys\n"
+        "sys.argv = ['imgup', 'list', '--json', '-n', '3', '--name', 'a*']\n"
+        "from imgup.cli import main\n"
+        "from imgup.api import make_http_client\n"
+        "make_http_client(5.0, tls=False).close()\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "loaded = [m for m in ('pydantic', 'httpx._main', 'pygments') if m in sys.modules]\n"
+        "sys.stderr.write('LOADED=' + ','.join(loaded) + ' HTTPX=' + str('httpx' in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=isolated_env(tmp_path / "config"),
+    )
+    assert "LOADED=" in result.stderr, result.stderr
+    assert result.stderr.rsplit("LOADED=", 1)[1].strip() == "HTTPX=True"
+
+
+def test_httpx_works_without_its_command_and_the_command_can_still_be_imported() -> None:
+    probe = (
+        "import sys\n"
+        "from imgup.api import import_httpx\n"
+        "httpx = import_httpx()\n"
+        "assert 'httpx._main' not in sys.modules\n"
+        "answer = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(204))).get('http://x/')\n"
+        "import httpx._main\n"
+        "print(answer.status_code, httpx._main.main.name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["204", "main"]
 
 
 def test_version_prints_on_stdout() -> None:
