@@ -4,9 +4,12 @@ The emulator needs each API's routes and keys, the Lambda runner each function's
 environment, S3 event delivery each bucket's notification wiring. They change only when a
 deploy changes a stack, an API, its keys or a function, and every such change is a request
 that this process serves itself. So the catalog reads each item on first use (through the
-in-process clients, no HTTP), keeps it, and forgets a region's items when ``changed`` says
-a request mutated CloudFormation, API Gateway or Lambda there (CloudFormation creates APIs
-and functions inside moto, so a stack change forgets everything of its region).
+in-process clients, no HTTP), keeps it, and forgets a region's items when ``change_of`` says
+a request mutated CloudFormation, API Gateway or Lambda there: a change to API Gateway only
+its APIs' routes and keys, a change to Lambda only its functions, a stack change everything
+of the region (CloudFormation creates APIs, functions and buckets inside moto). A deploy ends
+with API Gateway calls (its key and usage plan): they leave the buckets' event wiring, read
+from the templates, in place for the first upload.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ WATCHED = {"cloudformation", "apigateway", "lambda"}
 _READ_ACTIONS = ("Describe", "List", "Get", "Validate", "Estimate", "Detect")
 # CloudFormation actions after which a stack's resources are what its template says
 STACK_ACTIONS = {"CreateStack", "UpdateStack", "ExecuteChangeSet"}
+OWNED = {"apigateway": frozenset({"routes", "keys"}), "lambda": frozenset({"function"})}
+"""The kinds of item (the first part of a key) that a change to each service makes stale;
+a change to any other watched service (CloudFormation) makes every item stale."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +94,22 @@ class Catalog:
                 self.loads += 1
             return items[key]
 
-    def forget(self, region: str | None) -> None:
-        """Forget what is known of ``region`` (of every region when None)."""
+    def forget(self, region: str | None, service: str | None = None) -> None:
+        """Forget what a change to ``service`` (any service when None) may have made stale in
+        ``region`` (in every region when None)."""
+        owned = OWNED.get(service or "")
         with self._lock:
-            if region is None:
-                self._items.clear()
-            else:
-                self._items.pop(region, None)
+            regions = list(self._items) if region is None else [region]
+            for name in regions:
+                items = self._items.get(name)
+                if items is None:
+                    continue
+                if owned is None:
+                    del self._items[name]
+                    continue
+                for key in [key for key in items if _kind(key) in owned]:
+                    del items[key]
+
+
+def _kind(key: Any) -> Any:
+    return key[0] if isinstance(key, tuple) else key

@@ -7,13 +7,13 @@
 
 Successful object-creating S3 requests are reported to the NotificationRouter, which runs the
 subscribed function as the bucket's notification would. Requests that change a stack, an
-API or a function make the catalog forget the region's deployed configuration (and, for a
-stack, put the bucket settings moto's CloudFormation skipped). The stack's own boto3 calls
-(handlers, look-ups) reach this application in-process (imgup.local.inprocess), not over
-HTTP. Run as ``python -P -m imgup.local.server --state-dir DIR``: it binds an ephemeral
-port, writes ``DIR/local.json`` (pid, port, endpointUrl) once it serves, logs to
-``DIR/local.log``, and stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts
-and stops it.
+API or a function make the catalog forget what they may have changed of the region's
+deployed configuration (and, for a stack, put the bucket settings moto's CloudFormation
+skipped). The stack's own boto3 calls (handlers, look-ups) reach this application
+in-process (imgup.local.inprocess), not over HTTP. Run as
+``python -P -m imgup.local.server --state-dir DIR``: it binds an ephemeral port, writes
+``DIR/local.json`` (pid, port, endpointUrl) once it serves, logs to ``DIR/local.log``, and
+stops cleanly on SIGTERM or SIGINT. ``imgup.local.control`` starts and stops it.
 """
 
 from __future__ import annotations
@@ -188,13 +188,13 @@ class LocalStackApp:
         return body
 
     def _deployed(self, change: Change) -> None:
-        """A deploy changed something: forget what the catalog knew of the region, and after
+        """A deploy changed something: forget what it may have changed of the region, and after
         a stack change put what moto's CloudFormation skipped (the template is read here,
         once per deploy, never on the path of an upload)."""
         log.info(
             "%s %s in %s: reloading deployed configuration", change.service, change.action, change.region
         )
-        self.catalog.forget(change.region)
+        self.catalog.forget(change.region, change.service)
         if change.deployed_stack and change.region:
             buckets = self.notifications.buckets(change.region)
             apply_bucket_settings(self.clients("s3", change.region), buckets)

@@ -114,6 +114,36 @@ def test_the_catalog_loads_once_until_its_region_is_forgotten() -> None:
     assert catalog.get("us-east-1", "k", load) == "v3"
 
 
+def test_a_change_to_api_gateway_or_lambda_forgets_only_what_it_owns() -> None:
+    catalog = Catalog()
+    loads: list[object] = []
+    keys = [("routes", "api"), ("keys", "api", "prod"), ("function", "f"), "buckets", "wiring"]
+
+    def get_all(region: str = "us-east-1") -> None:
+        for key in keys:
+            catalog.get(region, key, lambda key=key: loads.append(key))
+
+    get_all()
+    get_all("eu-west-1")
+    loads.clear()
+    catalog.forget("us-east-1", "apigateway")  # e.g. the API key a deploy creates last
+    get_all()
+    assert loads == [("routes", "api"), ("keys", "api", "prod")]
+    loads.clear()
+    catalog.forget("us-east-1", "lambda")
+    get_all()
+    assert loads == [("function", "f")]
+    loads.clear()
+    catalog.forget(None, "lambda")
+    get_all("eu-west-1")
+    assert loads == [("function", "f")]
+    loads.clear()
+    catalog.forget("us-east-1", "cloudformation")  # a stack creates APIs, functions, buckets
+    get_all()
+    get_all("eu-west-1")
+    assert loads == keys
+
+
 def test_a_url_botocore_presigns_passes_and_any_change_to_it_fails() -> None:
     import boto3
     from botocore.config import Config
