@@ -213,7 +213,14 @@ class Request:
     request_id: str
     log: dict[str, Any]
     credentials: Any = None
-    _signer: storage.DownloadSigner | None = None
+    _signer: storage.Presigner | None = None
+
+    @property
+    def signer(self) -> storage.Presigner:
+        """The request's presigner for the image bucket, made on first use."""
+        if self._signer is None:
+            self._signer = storage.Presigner(self.s3, self.credentials, self.settings.bucket_name)
+        return self._signer
 
     def file_url(self, record: ImageRecord, expires_in: int | None = None) -> str:
         """A presigned GET of the image's verified version."""
@@ -223,9 +230,7 @@ class Request:
         self, key: str, content_type: str, version_id: str | None, expires_in: int | None = None
     ) -> str:
         """A presigned GET of one version of an object (the image, or its thumbnail)."""
-        if self._signer is None:
-            self._signer = storage.DownloadSigner(self.s3, self.credentials, self.settings.bucket_name)
-        return self._signer.url(
+        return self.signer.download_url(
             key,
             expires_in=expires_in or self.settings.download_url_expiry_seconds,
             content_type=content_type,
@@ -278,10 +283,8 @@ def _grant(req: Request, upload: rules.UploadRequest, now: datetime) -> tuple[Im
         purge_at=int(now.timestamp()) + settings.pending_ttl_seconds,
         tags=upload.tags,
     )
-    upload_url, upload_headers = storage.presign_upload(
-        req.s3,
-        bucket=settings.bucket_name,
-        key=record.s3_key,
+    upload_url, upload_headers = req.signer.upload(
+        record.s3_key,
         content_type=upload.content_type,
         content_length=upload.file_size,
         sha256_hex=upload.sha256,

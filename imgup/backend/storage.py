@@ -15,10 +15,12 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -35,13 +37,13 @@ __all__ = [
     "REJECTED",
     "SHA256_INDEX",
     "Busy",
-    "DownloadSigner",
     "Transition",
     "ImageRecord",
     "ImageStore",
     "ObjectChanged",
     "ObjectContent",
     "ObjectInfo",
+    "Presigner",
     "delete_all_versions",
     "delete_object",
     "head_object",
@@ -100,6 +102,17 @@ def _check_expiry(expires_in: int) -> int:
     return expires_in
 
 
+def _upload_headers(content_type: str, content_length: int, sha256_hex: str | None) -> dict[str, str]:
+    """The headers a presigned PUT signs and its upload must send."""
+    if isinstance(content_length, bool) or not isinstance(content_length, int) or content_length < 0:
+        raise ValueError("content_length must be a non-negative int")
+    headers = {"Content-Type": content_type, "Content-Length": str(content_length)}
+    if sha256_hex is not None:
+        digest = bytes.fromhex(rules.validate_sha256(sha256_hex))
+        headers["x-amz-checksum-sha256"] = base64.b64encode(digest).decode("ascii")
+    return headers
+
+
 def presign_upload(
     s3: Any,
     *,
@@ -117,19 +130,15 @@ def presign_upload(
     headers differ, and verifies the body against the signed checksum. It expires after
     ``expires_in`` seconds. ``s3`` must be a SigV4 client (:func:`make_s3_client`).
     """
-    if isinstance(content_length, bool) or not isinstance(content_length, int) or content_length < 0:
-        raise ValueError("content_length must be a non-negative int")
+    headers = _upload_headers(content_type, content_length, sha256_hex)
     params: dict[str, Any] = {
         "Bucket": bucket,
         "Key": key,
         "ContentType": content_type,
         "ContentLength": content_length,
     }
-    headers = {"Content-Type": content_type, "Content-Length": str(content_length)}
     if sha256_hex is not None:
-        checksum = base64.b64encode(bytes.fromhex(rules.validate_sha256(sha256_hex))).decode("ascii")
-        params["ChecksumSHA256"] = checksum
-        headers["x-amz-checksum-sha256"] = checksum
+        params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"]
     url = s3.generate_presigned_url(
         "put_object",
         Params=params,
@@ -151,8 +160,8 @@ def presign_download(
     """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with, and
     ``version_id`` names the one version it serves (whatever is written to the key later).
 
-    botocore's own presigner, one URL at a time: the handlers use :class:`DownloadSigner`,
-    which makes the same URLs faster, and its test takes this one as the reference."""
+    botocore's own presigner, one URL at a time: the handlers use :class:`Presigner`, which
+    makes the same URLs faster, and its test takes this one as the reference."""
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
         params["VersionId"] = version_id
@@ -167,42 +176,107 @@ def presign_download(
     return url
 
 
-class DownloadSigner:
-    """Presigned GETs of many objects of one bucket, as :func:`presign_download` makes them,
-    at a quarter of the cost: a listing presigns up to 1000 URLs per request.
+class Presigner:
+    """Presigned GETs and PUTs of one bucket's objects: the URLs that :func:`presign_download`
+    and :func:`presign_upload` make (tests hold them equal, byte for byte), at a tenth of the
+    cost. A batch presigns up to 100 uploads and a listing up to 1000 downloads per request.
 
-    botocore's ``generate_presigned_url`` resolves the endpoint (its rules engine) and runs
-    its event hooks for every URL; here that is done once, for the bucket's base URL, and
-    each object's URL is that base plus its key and parameters, signed by botocore's own
-    SigV4 query signer with the same credentials and region. (A test holds the URLs equal to
-    ``presign_download``'s.)
+    botocore's ``generate_presigned_url`` resolves the endpoint (its rules engine), runs its
+    event hooks and derives the signing key for every URL. Here the endpoint is resolved
+    once, from one URL botocore presigns for the bucket, and each URL is that base plus the
+    object's key, signed here with SigV4's query-string algorithm (the canonical request of
+    botocore's ``S3SigV4QueryAuth``: sorted query, the host and signed headers,
+    ``UNSIGNED-PAYLOAD``) and the day's signing key, derived once per day. The credentials are
+    read once (a Lambda's do not change while it runs; a Presigner lives for one request).
     """
 
-    def __init__(self, s3: Any, credentials: Any, bucket: str) -> None:
-        from botocore.auth import S3SigV4QueryAuth
-
-        self._auth = S3SigV4QueryAuth
+    def __init__(
+        self, s3: Any, credentials: Any, bucket: str, clock: Callable[[], float] = time.time
+    ) -> None:
         probe = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
         self._base = probe.split("?", 1)[0][: -len("k")]
-        self._credentials = credentials.get_frozen_credentials()
+        parts = urlsplit(self._base)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        default_port = {"http": 80, "https": 443}.get(parts.scheme)
+        self._host = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
+        self._path = parts.path
+        frozen = credentials.get_frozen_credentials()
+        self._access_key, self._secret, self._token = frozen.access_key, frozen.secret_key, frozen.token
         self._region = s3.meta.region_name
+        self._clock = clock
+        self._keys: dict[str, bytes] = {}
 
-    def url(
+    def download_url(
         self, key: str, *, expires_in: int, content_type: str | None = None, version_id: str | None = None
     ) -> str:
-        from urllib.parse import quote
-
-        from botocore.awsrequest import AWSRequest
-
+        """What :func:`presign_download` makes for these arguments."""
         params = []
         if version_id:
-            params.append(f"versionId={quote(version_id, safe='-_.~')}")
+            params.append(("versionId", version_id))
         if content_type:
-            params.append(f"response-content-type={quote(content_type, safe='-_.~')}")
-        url = self._base + quote(key, safe="/~") + ("?" + "&".join(params) if params else "")
-        request = AWSRequest(method="GET", url=url)
-        self._auth(self._credentials, "s3", self._region, expires=_check_expiry(expires_in)).add_auth(request)
-        return str(request.url)
+            params.append(("response-content-type", content_type))
+        return self._sign("GET", key, params, {}, expires_in)
+
+    def upload(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        content_length: int,
+        sha256_hex: str | None = None,
+        expires_in: int,
+    ) -> tuple[str, dict[str, str]]:
+        """What :func:`presign_upload` makes for these arguments: the URL and its headers."""
+        headers = _upload_headers(content_type, content_length, sha256_hex)
+        return self._sign("PUT", key, [], headers, expires_in), headers
+
+    def _sign(
+        self, method: str, key: str, params: list[tuple[str, str]], headers: dict[str, str], expires_in: int
+    ) -> str:
+        expires_in = _check_expiry(expires_in)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        day = stamp[:8]
+        scope = f"{day}/{self._region}/s3/aws4_request"
+        signed = {
+            "host": self._host,
+            **{name.lower(): " ".join(value.split()) for name, value in headers.items()},
+        }
+        signed_names = ";".join(sorted(signed))
+        auth = [
+            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+            ("X-Amz-Credential", f"{self._access_key}/{scope}"),
+            ("X-Amz-Date", stamp),
+            ("X-Amz-Expires", str(expires_in)),
+            ("X-Amz-SignedHeaders", signed_names),
+        ]
+        if self._token is not None:
+            auth.append(("X-Amz-Security-Token", self._token))
+        pairs = [(quote(name, safe="-_.~"), quote(value, safe="-_.~")) for name, value in (*params, *auth)]
+        path = quote(key, safe="/~")
+        canonical = "\n".join(
+            [
+                method,
+                self._path + path,
+                "&".join(f"{name}={value}" for name, value in sorted(pairs)),
+                "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+                signed_names,
+                "UNSIGNED-PAYLOAD",
+            ]
+        )
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        query = "&".join(f"{name}={value}" for name, value in pairs)
+        return f"{self._base}{path}?{query}&X-Amz-Signature={signature}"
+
+    def _signing_key(self, day: str) -> bytes:
+        found = self._keys.get(day)
+        if found is None:
+            found = f"AWS4{self._secret}".encode()
+            for part in (day, self._region, "s3", "aws4_request"):
+                found = hmac.new(found, part.encode(), hashlib.sha256).digest()
+            self._keys = {day: found}
+        return found
 
 
 def _error_code(exc: ClientError) -> str:

@@ -133,47 +133,122 @@ def test_an_older_botocore_without_the_checksum_options_still_gets_a_sigv4_confi
     assert config.s3 == {"addressing_style": "path"}
 
 
-@pytest.mark.parametrize(
+ENDPOINTS = pytest.mark.parametrize(
     ("endpoint", "region", "token"),
     [
         (None, "us-east-1", None),
         (None, "eu-west-1", "session-token/with+chars="),
         ("http://127.0.0.1:4566", "us-east-1", "t"),
+        ("https://s3.example.test:8443", "ap-southeast-2", None),
     ],
-    ids=["aws-us-east-1", "aws-eu-west-1-with-session-token", "local-endpoint"],
+    ids=["aws-us-east-1", "aws-eu-west-1-with-session-token", "local-endpoint", "endpoint-with-port"],
 )
-@pytest.mark.parametrize(
-    "version_id", [None, "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"]
+KEYS = pytest.mark.parametrize(
+    "key",
+    [
+        "images/0b7e2c1e-8a4f-4d7a-9c55-2f0a5f1b3c4d/My_photo-1.final.jpeg",
+        "images/0b7e2c1e-8a4f-4d7a-9c55-2f0a5f1b3c4d/a b+c=d&e%f~g (1) \u00fc\u6f22.png",
+    ],
+    ids=["plain", "spaces-and-unicode"],
 )
-def test_the_fast_download_signer_makes_the_same_urls_as_botocore(
-    endpoint: str | None, region: str, token: str | None, version_id: str | None
-) -> None:
+
+
+def fast_and_botocore(make_fast, make_slow) -> tuple:
+    """The two made within the same second (X-Amz-Date), trying again when the clock ticked."""
+    for _ in range(5):
+        fast, slow = make_fast(), make_slow()
+        if (
+            query(fast if isinstance(fast, str) else fast[0])["X-Amz-Date"]
+            == query(slow if isinstance(slow, str) else slow[0])["X-Amz-Date"]
+        ):
+            break
+    return fast, slow
+
+
+def session_and_client(endpoint: str | None, region: str, token: str | None):
     session = boto3.session.Session(
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
         aws_session_token=token,
         region_name=region,
     )
-    s3 = storage.make_s3_client(session, endpoint_url=endpoint)
-    signer = storage.DownloadSigner(s3, session.get_credentials(), "imgup-bucket-123")
-    key = "images/0b7e2c1e-8a4f-4d7a-9c55-2f0a5f1b3c4d/My_photo-1.final.jpeg"
-    for _ in range(5):  # both within the same second (X-Amz-Date), else again
-        fast = signer.url(key, expires_in=3600, content_type="image/jpeg", version_id=version_id)
-        slow = storage.presign_download(
+    return session, storage.make_s3_client(session, endpoint_url=endpoint)
+
+
+@ENDPOINTS
+@KEYS
+@pytest.mark.parametrize(
+    "version_id", [None, "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"]
+)
+def test_the_presigner_makes_the_same_download_urls_as_botocore(
+    endpoint: str | None, region: str, token: str | None, key: str, version_id: str | None
+) -> None:
+    session, s3 = session_and_client(endpoint, region, token)
+    signer = storage.Presigner(s3, session.get_credentials(), "imgup-bucket-123")
+    fast, slow = fast_and_botocore(
+        lambda: signer.download_url(key, expires_in=3600, content_type="image/jpeg", version_id=version_id),
+        lambda: storage.presign_download(
             s3,
             bucket="imgup-bucket-123",
             key=key,
             expires_in=3600,
             content_type="image/jpeg",
             version_id=version_id,
-        )
-        if query(fast)["X-Amz-Date"] == query(slow)["X-Amz-Date"]:
-            break
+        ),
+    )
     assert fast == slow
 
 
-def test_the_fast_download_signer_refuses_a_lifetime_longer_than_sigv4_allows() -> None:
+@ENDPOINTS
+@KEYS
+@pytest.mark.parametrize("sha256_hex", [None, DIGEST])
+@pytest.mark.parametrize("content_type", ["image/png", "image/jpeg"])
+def test_the_presigner_makes_the_same_upload_urls_and_headers_as_botocore(
+    endpoint: str | None, region: str, token: str | None, key: str, sha256_hex: str | None, content_type: str
+) -> None:
+    session, s3 = session_and_client(endpoint, region, token)
+    signer = storage.Presigner(s3, session.get_credentials(), "imgup-bucket-123")
+    arguments = {"content_type": content_type, "content_length": 123_456, "sha256_hex": sha256_hex}
+    fast, slow = fast_and_botocore(
+        lambda: signer.upload(key, expires_in=900, **arguments),
+        lambda: storage.presign_upload(s3, bucket="imgup-bucket-123", key=key, expires_in=900, **arguments),
+    )
+    assert fast == slow
+
+
+def test_the_presigner_signs_with_the_key_of_the_day_it_signs_on() -> None:
+    session, s3 = session_and_client("http://127.0.0.1:4566", "us-east-1", None)
+    now = [1_796_169_599.0]  # 2026-12-01 23:59:59 UTC
+    signer = storage.Presigner(s3, session.get_credentials(), "b-b-b", clock=lambda: now[0])
+    before = signer.upload("images/x/a.png", content_type="image/png", content_length=3, expires_in=60)[0]
+    now[0] += 2  # the next day: a new signing key (the scope names the day)
+    after = signer.upload("images/x/a.png", content_type="image/png", content_length=3, expires_in=60)[0]
+    fresh = storage.Presigner(s3, session.get_credentials(), "b-b-b", clock=lambda: now[0])
+    assert query(before)["X-Amz-Credential"].split("/")[1] == "20261201"
+    assert query(after)["X-Amz-Credential"].split("/")[1] == "20261202"
+    assert (
+        after == fresh.upload("images/x/a.png", content_type="image/png", content_length=3, expires_in=60)[0]
+    )
+
+
+def test_a_presigned_upload_refuses_a_bad_length_or_digest() -> None:
+    session, s3 = session_and_client(None, "us-east-1", None)
+    signer = storage.Presigner(s3, session.get_credentials(), "b-b-b")
+    for bad in ({"content_length": -1}, {"content_length": True}, {"sha256_hex": "xyz"}):
+        arguments = {"content_type": "image/png", "content_length": 3, **bad}
+        with pytest.raises(ValueError):
+            signer.upload("images/x/a.png", expires_in=60, **arguments)
+
+
+def test_the_presigner_refuses_a_lifetime_longer_than_sigv4_allows() -> None:
     session = boto3.session.Session(aws_access_key_id="A", aws_secret_access_key="s", region_name="us-east-1")
-    signer = storage.DownloadSigner(storage.make_s3_client(session), session.get_credentials(), "b-b-b")
+    signer = storage.Presigner(storage.make_s3_client(session), session.get_credentials(), "b-b-b")
     with pytest.raises(ValueError):
-        signer.url("images/x/a.png", expires_in=storage.MAX_PRESIGN_SECONDS + 1)
+        signer.download_url("images/x/a.png", expires_in=storage.MAX_PRESIGN_SECONDS + 1)
+    with pytest.raises(ValueError):
+        signer.upload(
+            "images/x/a.png",
+            content_type="image/png",
+            content_length=3,
+            expires_in=storage.MAX_PRESIGN_SECONDS + 1,
+        )
