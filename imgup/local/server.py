@@ -63,6 +63,9 @@ from .worker import HandlersProcess, handlers_process_wanted
 READ_TIMEOUT_ENV = "IMGUP_LOCAL_READ_TIMEOUT"
 READ_TIMEOUT = 20.0  # seconds a request may leave its socket silent (S3's RequestTimeout)
 INTERNAL_ERROR = "We encountered an internal error. Please try again."
+PREFILL_AFTER = 0.3
+"""Seconds without another change to deployed configuration before the catalog is filled
+again (a deploy is a burst of changes; the last, its API key, comes just before it ends)."""
 _ETAG = re.compile(rb"<ETag>([^<]*)</ETag>")
 log = logging.getLogger("imgup.local")
 
@@ -138,6 +141,9 @@ class LocalStackApp:
         self.presigned = PresignedPut()
         self.requests = {"http": Tally(), "inProcess": Tally(), "api": Tally()}
         self.warmed = Tally()  # deploys after which the handlers' clients were built ahead
+        self.prefilled = Tally()  # times the catalog was filled ahead of the first request
+        self._prefill_lock = threading.Lock()
+        self._prefill_timers: dict[str, threading.Timer] = {}
         self.dispatch.install()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -200,6 +206,47 @@ class LocalStackApp:
             apply_bucket_settings(self.clients("s3", change.region), buckets)
             self.notifications.wiring(change.region)
             threading.Thread(target=self._warm, args=(change.region,), name="warm", daemon=True).start()
+        if change.region:
+            self._prefill_later(change.region)
+
+    def _prefill_later(self, region: str) -> None:
+        """Fill the catalog again once the deploy's changes have stopped (PREFILL_AFTER), so
+        that the first upload after a deploy finds what it needs loaded."""
+        with self._prefill_lock:
+            pending = self._prefill_timers.pop(region, None)
+            if pending is not None:
+                pending.cancel()
+            timer = threading.Timer(PREFILL_AFTER, self._prefill, args=(region,))
+            timer.daemon = True
+            self._prefill_timers[region] = timer
+            timer.start()
+
+    def _prefill(self, region: str) -> None:
+        """Load what the request path reads from the catalog: every API's routes and keys (per
+        stage, and per stage a usage plan names), the buckets' event wiring, and every function,
+        by name and by ARN (routes name a function by ARN, events and invocations as they were
+        configured). The first request to moto's Lambda also builds its URL map (about 0.25 s),
+        which a deploy through CloudFormation never made."""
+        try:
+            apigateway = self.clients("apigateway", region)
+            plans = apigateway.get_usage_plans(limit=500).get("items", [])
+            for api in apigateway.get_rest_apis(limit=500).get("items", []):
+                self.api.routes(region, api["id"])
+                # moto's CloudFormation makes no stage: the usage plans name the deploy's
+                stages = {s["stageName"] for s in apigateway.get_stages(restApiId=api["id"]).get("item", [])}
+                stages.update(
+                    s["stage"] for p in plans for s in p.get("apiStages", []) if s.get("apiId") == api["id"]
+                )
+                for stage in sorted(stages):
+                    self.api.valid_keys(region, api["id"], stage)
+            self.notifications.wiring(region)
+            pages = self.clients("lambda", region).get_paginator("list_functions").paginate()
+            for function in (f for page in pages for f in page.get("Functions", [])):
+                self.runner.function(region, function["FunctionName"])
+                self.runner.function(region, function["FunctionArn"])
+            self.prefilled.add()
+        except Exception:  # the first request loads what is missing, as it always did
+            log.exception("filling the catalog of %s ahead failed", region)
 
     def _warm(self, region: str) -> None:
         try:
@@ -242,6 +289,7 @@ class LocalStackApp:
                 "events": self.notifications.delivered.value,
                 "catalogLoads": self.catalog.loads,
                 "warmed": self.warmed.value,
+                "prefilled": self.prefilled.value,
                 "handlersPid": self.handlers.pid,
             }
         ).encode()

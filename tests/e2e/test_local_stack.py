@@ -518,6 +518,36 @@ def test_after_a_deploy_the_stack_builds_its_clients_ahead_of_the_first_upload(s
     assert "warming the clients" not in log
 
 
+def test_after_a_deploy_the_first_upload_finds_the_deployed_configuration_loaded(tmp_path) -> None:
+    # A deploy ends with API Gateway changes (its key and usage plan), which made the catalog
+    # forget; the stack fills it again once the changes stop, so the first upload reads none
+    # of it on its way (routes, keys, the functions, the event wiring).
+    from tests.samples import write_samples
+
+    env = isolated_env(tmp_path / "config")
+    try:
+        assert run_imgup("deploy", "--local", env=env).code == 0
+        endpoint = run_imgup("status", "--json", env=env).json()["endpointUrl"]
+        counts = httpx.get(endpoint + "/_imgup/health", timeout=10).json()
+        for _ in range(100):
+            if counts["prefilled"] >= 1:
+                break
+            time.sleep(0.05)
+            counts = httpx.get(endpoint + "/_imgup/health", timeout=10).json()
+        assert counts["prefilled"] >= 1
+        files = [str(p) for p in write_samples(tmp_path, padding=64).values()]
+
+        uploaded = run_imgup("upload", *files, "--json", env=env)
+
+        assert uploaded.code == 0, uploaded.stderr
+        assert len(uploaded.json()) == len(files)
+        after = httpx.get(endpoint + "/_imgup/health", timeout=10).json()
+        assert after["catalogLoads"] == counts["catalogLoads"]
+        assert after["invocations"] > counts["invocations"]  # the functions ran, from the catalog
+    finally:
+        run_imgup("local", "stop", env=env)
+
+
 def test_deployed_configuration_is_read_once_and_a_key_change_counts_at_once(stack) -> None:
     images = stack.api_url + "/images"
     assert httpx.get(images, headers={"x-api-key": stack.api_key}).status_code == 200
