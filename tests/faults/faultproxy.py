@@ -99,10 +99,15 @@ class Rule:
     path: str  # a substring of the URL path (see path_matches)
     fault: Fault
     hits: Collection[int] | None = None  # which matching requests (1-based); None: all
+    body: bytes | None = None  # a substring of the request body (an API request's JSON)
     seen: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
-        return method.upper() == self.method.upper() and path_matches(self.path, path)
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
+        return (
+            method.upper() == self.method.upper()
+            and path_matches(self.path, path)
+            and (self.body is None or self.body in body)
+        )
 
 
 def first(n: int) -> range:
@@ -128,17 +133,25 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._arrived = threading.Condition(self._lock)
 
-    def add(self, method: str, path: str, fault: Fault, hits: Collection[int] | None = None) -> FaultPlan:
+    def add(
+        self,
+        method: str,
+        path: str,
+        fault: Fault,
+        hits: Collection[int] | None = None,
+        body: bytes | None = None,
+    ) -> FaultPlan:
         with self._lock:
-            self.rules.append(Rule(method, path, fault, hits))
+            self.rules.append(Rule(method, path, fault, hits, body))
         return self
 
-    def match(self, method: str, path: str) -> Fault | None:
-        """Count the request against every rule it matches; the first rule that fires wins."""
+    def match(self, method: str, path: str, body: bytes = b"") -> Fault | None:
+        """Count the request against every rule it matches; the first rule that fires wins.
+        ``body``: the request's body when it is in memory (a rule with ``body`` needs it)."""
         chosen: Fault | None = None
         with self._lock:
             for rule in self.rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path, body):
                     rule.seen += 1
                     if chosen is None and (rule.hits is None or rule.seen in rule.hits):
                         chosen = rule.fault
@@ -188,7 +201,11 @@ class FaultTransport(httpx.BaseTransport):
         self.inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        fault = self.plan.match(request.method, request.url.path)
+        try:
+            body = request.content  # an API request's JSON; not a streamed PUT's body
+        except httpx.RequestNotRead:
+            body = b""
+        fault = self.plan.match(request.method, request.url.path, body)
         if fault is None or isinstance(fault, Slow):
             return self.inner.handle_request(request)
         if isinstance(fault, Answer):
