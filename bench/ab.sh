@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A/B of two imgup checkouts on the same files, under the same conditions: each checkout
+# deploys a local stack of its own, both are warmed with 20 files, then they take turns,
+# one upload after the other (the paths on stdin, `imgup upload - -q`), deleting what each
+# run stored before the next. Prints the wall seconds of every round.
+#
+#   bash bench/ab.sh BASE_DIR NEW_DIR PATHS_FILE [ROUNDS]
+#
+# BASE_DIR and NEW_DIR are checkouts with their own .venv (e.g. `git worktree add ../base
+# <commit>`, then `python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e .`);
+# PATHS_FILE lists image files, one per line (bench/load.py's write_images makes them).
+# Fake credentials, temporary config directories, 127.0.0.1 only; both stacks are cleaned up.
+set -euo pipefail
+base=$(cd "$1" && pwd); new=$(cd "$2" && pwd); paths=$3; rounds=${4:-3}
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 NO_COLOR=1
+work=$(mktemp -d)
+cleanup() {
+    status=$?
+    if [ "$status" -ne 0 ] && [ -s "$work/log" ]; then
+        tail -20 "$work/log" >&2
+    fi
+    for side in base new; do
+        IMGUP_CONFIG_DIR="$work/$side" "${dirs[$side]}/.venv/bin/imgup" cleanup --yes >/dev/null 2>&1 || true
+    done
+    rm -rf "$work"
+}
+declare -A dirs=([base]=$base [new]=$new)
+trap cleanup EXIT
+head -20 "$paths" > "$work/warm"
+for side in base new; do
+    imgup="${dirs[$side]}/.venv/bin/imgup"
+    export IMGUP_CONFIG_DIR="$work/$side"
+    "$imgup" deploy --local >/dev/null 2>>"$work/log"
+    "$imgup" upload - -q < "$work/warm" >/dev/null 2>>"$work/log"
+    "$imgup" list --all -q 2>>"$work/log" | "$imgup" delete - --yes -q >/dev/null 2>>"$work/log"
+done
+sleep 3
+for round in $(seq "$rounds"); do
+    line="round $round:"
+    for side in base new; do
+        imgup="${dirs[$side]}/.venv/bin/imgup"
+        export IMGUP_CONFIG_DIR="$work/$side"
+        started=$(date +%s.%N)
+        "$imgup" upload - -q < "$paths" >/dev/null 2>>"$work/log"
+        line="$line $side $(echo "$(date +%s.%N) - $started" | bc | xargs printf '%.2f') s"
+        sleep 1
+        "$imgup" list --all -q 2>>"$work/log" | "$imgup" delete - --yes -q >/dev/null 2>>"$work/log"
+        sleep 4  # the stack's background work (S3 events, thumbnails) settles
+    done
+    echo "$line"
+done
