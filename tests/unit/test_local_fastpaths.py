@@ -609,3 +609,32 @@ def test_an_index_query_finds_the_items_moto_finds_after_every_kind_of_write() -
     assert lookups[2] == [["id-5", "id-9"], ["id-2", "id-4"], ["id-0", "id-7"]]
     assert lookups[4] == lookups[3]  # the cancelled transaction
     assert lookups[-1][1] == ["id-11", "id-2"] and "id-11" not in lookups[-1][0]
+
+
+def test_random_strings_are_drawn_as_moto_draws_them_in_one_call() -> None:
+    import string
+
+    from moto.moto_api._internal import mock_random
+    from moto.moto_api._internal.moto_random import MotoRandom
+    from moto.utilities.aws_headers import gen_amzn_requestid_long
+
+    fastpaths.install()
+    fast = MotoRandom.get_random_string
+    assert fast.__wrapped__ is not fast  # installed, and moto's kept beside it
+    for draw in (fast, fast.__wrapped__):
+        mixed = draw(mock_random, length=2000)
+        assert len(mixed) == 2000 and set(mixed) == set(string.ascii_letters + string.digits)
+        assert set(draw(mock_random, length=2000, include_digits=False)) == set(string.ascii_letters)
+        assert set(draw(mock_random, length=2000, lower_case=True)) == set(
+            string.ascii_lowercase + string.digits
+        )
+        assert len(draw(mock_random)) == 20
+    ids = {gen_amzn_requestid_long() for _ in range(500)}  # every answer's x-amzn-requestid
+    assert len(ids) == 500 and {len(i) for i in ids} == {52}
+    try:
+        mock_random.seed(7)
+        first = mock_random.get_random_string(length=52)
+        mock_random.seed(7)
+        assert mock_random.get_random_string(length=52) == first  # still reproducible when seeded
+    finally:
+        mock_random.seed()  # back to unpredictable, for the tests after this one
