@@ -242,7 +242,8 @@ class Presigner:
             "host": self._host,
             **{name.lower(): " ".join(value.split()) for name, value in headers.items()},
         }
-        signed_names = ";".join(sorted(signed))
+        names = sorted(signed)
+        signed_names = ";".join(names)
         auth = [
             ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
             ("X-Amz-Credential", f"{self._access_key}/{scope}"),
@@ -259,7 +260,7 @@ class Presigner:
                 method,
                 self._path + path,
                 "&".join(f"{name}={value}" for name, value in sorted(pairs)),
-                "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+                "".join(f"{name}:{signed[name]}\n" for name in names),
                 signed_names,
                 "UNSIGNED-PAYLOAD",
             ]
