@@ -25,6 +25,18 @@ cleanup() {
     rm -rf "$work"
 }
 declare -A dirs=([base]=$base [new]=$new)
+settle() {  # until the side's stack has no S3 event or asynchronous invocation left to run
+    "${dirs[$1]}/.venv/bin/python" - "$work/$1/local/local.json" <<'PY'
+import json, sys, time, urllib.request
+
+url = json.load(open(sys.argv[1]))["endpointUrl"].rstrip("/") + "/_imgup/health"
+for _ in range(1200):  # 2 minutes at most
+    health = json.load(urllib.request.urlopen(url, timeout=10))
+    if health.get("eventsPending", 0) + health.get("asyncPending", 0) == 0:
+        break
+    time.sleep(0.1)
+PY
+}
 trap cleanup EXIT
 head -20 "$paths" > "$work/warm"
 for side in base new; do
@@ -33,8 +45,9 @@ for side in base new; do
     "$imgup" deploy --local >/dev/null 2>>"$work/log"
     "$imgup" upload - -q < "$work/warm" >/dev/null 2>>"$work/log"
     "$imgup" list --all -q 2>>"$work/log" | "$imgup" delete - --yes -q >/dev/null 2>>"$work/log"
+    settle "$side"
 done
-sleep 3
+sleep 1
 for round in $(seq "$rounds"); do
     line="round $round:"
     for side in base new; do
@@ -43,9 +56,10 @@ for round in $(seq "$rounds"); do
         started=$(date +%s.%N)
         "$imgup" upload - -q < "$paths" >/dev/null 2>>"$work/log"
         line="$line $side $(echo "$(date +%s.%N) - $started" | bc | xargs printf '%.2f') s"
-        sleep 1
+        settle "$side"  # its S3 events and thumbnails, before the other side's turn
         "$imgup" list --all -q 2>>"$work/log" | "$imgup" delete - --yes -q >/dev/null 2>>"$work/log"
-        sleep 4  # the stack's background work (S3 events, thumbnails) settles
+        settle "$side"
+        sleep 1
     done
     echo "$line"
 done

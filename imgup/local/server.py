@@ -359,27 +359,46 @@ def _direct_callback(environ: dict[str, Any]) -> Any:
     if scope is None:
         return None
     if scope.service == "dynamodb" and environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-        from moto.dynamodb.responses import DynamoHandler
-
-        return DynamoHandler.dispatch
+        return _dynamodb_call
     if scope.service == "s3":
         bucket, _, key = environ.get("PATH_INFO", "").lstrip("/").partition("/")
         if bucket and key:
-            from moto.s3.responses import S3Response
-
-            return S3Response.key_dispatch
+            return _s3_object_call
     return None
 
 
-def _call_moto(callback: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
-    """Call one of moto's handlers as moto's Flask application would (``_direct_callback``)."""
-    from botocore.exceptions import ClientError
+def _dynamodb_call(environ: dict[str, Any]) -> Any:
+    """moto's DynamoDB handler, set up without a werkzeug request when it can be
+    (``fastpaths.dynamodb_handler``)."""
+    handler = fastpaths.dynamodb_handler(environ)
+    if handler is not None:
+        return handler.call_action()
+    from moto.dynamodb.responses import DynamoHandler
+
+    return _with_request(DynamoHandler.dispatch, environ)
+
+
+def _s3_object_call(environ: dict[str, Any]) -> Any:
+    from moto.s3.responses import S3Response
+
+    return _with_request(S3Response.key_dispatch, environ)
+
+
+def _with_request(callback: Any, environ: dict[str, Any]) -> Any:
+    """``callback`` given the request moto's Flask application would have built."""
     from moto.moto_server.werkzeug_app import BackendRequest
-    from werkzeug.exceptions import HTTPException
 
     request = BackendRequest(environ)
+    return callback(request, request.raw_url, dict(request.headers))
+
+
+def _call_moto(call: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+    """Call one of moto's handlers as moto's Flask application would (``_direct_callback``)."""
+    from botocore.exceptions import ClientError
+    from werkzeug.exceptions import HTTPException
+
     try:
-        result = callback(request, request.raw_url, dict(request.headers))
+        result = call(environ)
     except HTTPException as exc:
         result = exc.code or 500, dict(exc.get_headers()), exc.get_body()
     except ClientError as exc:
