@@ -10,39 +10,49 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from . import output
 from .uploads import Event, Finished, LocalFile, Sent, Started, Stored
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, Task
 
 MAX_FILE_BARS = 8
 NAME_CELLS = 20
 
 
-class _Detail(ProgressColumn):
-    """Overall: ``3/31 files  1.5/11.4 MiB  2.1 MiB/s  ETA 0:05``; a file: its size."""
+def _progress(total: int, files: str) -> tuple[Progress, Any]:
+    """The bars (rich's Progress, imported only when something is shown) and the overall task."""
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        files = task.fields.get("files")
-        if files is None:
-            return Text(output.format_size(int(task.total or 0)), style="progress.download")
-        parts = [files, _fraction(int(task.completed), int(task.total or 0))]
-        speed = task.finished_speed or task.speed
-        if speed:
-            parts.append(f"{output.format_size(int(speed))}/s")
-        left = task.time_remaining
-        if left is not None and not task.finished:
-            parts.append(f"ETA {int(left) // 60}:{int(left) % 60:02d}")
-        return Text(" ".join(parts), style="progress.download")
+    class Detail(ProgressColumn):
+        """Overall: ``3/31 files  1.5/11.4 MiB  2.1 MiB/s  ETA 0:05``; a file: its size."""
+
+        def render(self, task: Task) -> Text:
+            files = task.fields.get("files")
+            if files is None:
+                return Text(output.format_size(int(task.total or 0)), style="progress.download")
+            parts = [files, _fraction(int(task.completed), int(task.total or 0))]
+            speed = task.finished_speed or task.speed
+            if speed:
+                parts.append(f"{output.format_size(int(speed))}/s")
+            left = task.time_remaining
+            if left is not None and not task.finished:
+                parts.append(f"ETA {int(left) // 60}:{int(left) % 60:02d}")
+            return Text(" ".join(parts), style="progress.download")
+
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(bar_width=10),
+        Detail(),
+        console=output.err,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    return progress, progress.add_task("Uploading", total=total, files=files)
 
 
 def _fraction(done: int, total: int) -> str:
@@ -55,7 +65,8 @@ def _fraction(done: int, total: int) -> str:
 
 
 class UploadDisplay:
-    """Renders upload events: progress on stderr and, through ``on_result``, each outcome."""
+    """Renders upload events: progress on stderr and, through ``on_result``, each outcome.
+    Disabled, it only passes the outcomes on: no bars are kept for nobody to see."""
 
     def __init__(
         self,
@@ -71,19 +82,8 @@ class UploadDisplay:
         self.failed = 0
         self._lock = threading.Lock()
         self._tasks: dict[LocalFile, Any] = {}
-        self.progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(bar_width=10),
-            _Detail(),
-            console=output.err,
-            transient=True,
-            disable=not enabled,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        self._overall = self.progress.add_task(
-            "Uploading", total=sum(f.size for f in files), files=self._files_text()
-        )
+        if enabled:
+            self.progress, self._overall = _progress(sum(f.size for f in files), self._files_text())
 
     def _files_text(self) -> str:
         failed = f", {self.failed} failed" if self.failed else ""
@@ -102,6 +102,10 @@ class UploadDisplay:
             self._live.__exit__(*exc)
 
     def __call__(self, event: Event) -> None:
+        if not self.enabled:
+            if isinstance(event, Finished):
+                self.on_result(event.file, event.outcome)
+            return
         if isinstance(event, Sent):
             task = self._tasks.get(event.file)
             if task is not None:
@@ -130,7 +134,7 @@ class UploadDisplay:
         with self._lock:
             task = self._tasks.pop(local, None)
             if task is not None:
-                sent = self.progress.tasks[self._task_index(task)].completed if self.enabled else 0
+                sent = self.progress.tasks[self._task_index(task)].completed
                 self.progress.remove_task(task)
             else:
                 sent = 0
