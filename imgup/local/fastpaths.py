@@ -494,6 +494,9 @@ def _plain_key(value: Any) -> Any:
     raise TypeError(value.type)
 
 
+_empty_answers: dict[tuple[str, Any], tuple[int, dict[str, str]]] = {}
+
+
 def _install_plain_results() -> None:
     """Wrap moto's ActionResult.execute_result once (idempotent)."""
     from moto.core.responses import ActionResult
@@ -509,8 +512,15 @@ def _install_plain_results() -> None:
         if owner is ActionResult and context.service_model.service_name == "dynamodb":
             body = plain_json(self.result, _members(context.operation_model))
             if body is not None:
-                status, headers, _ = original(ActionResult({}), context)
-                return status, headers, body
+                # The status and headers of a result are those of an empty one, which depend
+                # only on the operation and the protocol: serialized once (moto walks the
+                # output shape even for nothing, a third of a PutItem's answer).
+                key = (context.operation_model.name, context.serializer_class)
+                if key not in _empty_answers:
+                    status, headers, _ = original(ActionResult({}), context)
+                    _empty_answers[key] = (status, dict(headers))
+                status, headers = _empty_answers[key]
+                return status, dict(headers), body
         return original(self, context)
 
     _replace(ActionResult, "execute_result", execute_result, original)
