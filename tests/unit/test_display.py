@@ -14,14 +14,17 @@ from imgup.uploads import Finished, LocalFile, Outcome, Sent, Started, Stored
 
 files = [LocalFile(Path(f"/x/{n}.png"), f"{n}.png", 100, "image/png", "ab" * 32) for n in range(3)]
 seen = []
-display = UploadDisplay(files, enabled=ENABLED, on_result=lambda local, outcome: seen.append((local.name, outcome)))
+def on_result(local, outcome):
+    seen.append((local.name, outcome))
+display = UploadDisplay(files, enabled=ENABLED, on_result=on_result)
 with display:
     for n, local in enumerate(files):
         display(Started(local))
         display(Sent(local, 60))
         display(Sent(local, 40))
         display(Stored(local))
-        outcome = Outcome(local.name, error="refused") if n == 1 else Outcome(local.name, image={"imageId": str(n)})
+        image = {"imageId": str(n)}
+        outcome = Outcome(local.name, error="refused") if n == 1 else Outcome(local.name, image=image)
         display(Finished(local, outcome))
 print([(name, o.error or o.image["imageId"]) for name, o in seen])
 print("rich.progress" in sys.modules, display.enabled and display._files_text())
