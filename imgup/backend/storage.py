@@ -49,8 +49,6 @@ __all__ = [
     "head_object",
     "make_dynamodb_client",
     "make_s3_client",
-    "presign_download",
-    "presign_upload",
     "read_object",
     "read_range",
     "s3_config",
@@ -113,73 +111,11 @@ def _upload_headers(content_type: str, content_length: int, sha256_hex: str | No
     return headers
 
 
-def presign_upload(
-    s3: Any,
-    *,
-    bucket: str,
-    key: str,
-    content_type: str,
-    content_length: int,
-    sha256_hex: str | None = None,
-    expires_in: int,
-) -> tuple[str, dict[str, str]]:
-    """A presigned SigV4 PUT URL and the exact headers that the upload must send with it.
-
-    The URL signs ``content-type``, ``content-length`` and, when ``sha256_hex`` is given,
-    ``x-amz-checksum-sha256`` (the digest in base64, as S3 wants it): S3 refuses a PUT whose
-    headers differ, and verifies the body against the signed checksum. It expires after
-    ``expires_in`` seconds. ``s3`` must be a SigV4 client (:func:`make_s3_client`).
-    """
-    headers = _upload_headers(content_type, content_length, sha256_hex)
-    params: dict[str, Any] = {
-        "Bucket": bucket,
-        "Key": key,
-        "ContentType": content_type,
-        "ContentLength": content_length,
-    }
-    if sha256_hex is not None:
-        params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"]
-    url = s3.generate_presigned_url(
-        "put_object",
-        Params=params,
-        ExpiresIn=_check_expiry(expires_in),
-        HttpMethod="PUT",
-    )
-    return url, headers
-
-
-def presign_download(
-    s3: Any,
-    *,
-    bucket: str,
-    key: str,
-    expires_in: int,
-    content_type: str | None = None,
-    version_id: str | None = None,
-) -> str:
-    """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with, and
-    ``version_id`` names the one version it serves (whatever is written to the key later).
-
-    botocore's own presigner, one URL at a time: the handlers use :class:`Presigner`, which
-    makes the same URLs faster, and its test takes this one as the reference."""
-    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version_id:
-        params["VersionId"] = version_id
-    if content_type:
-        params["ResponseContentType"] = content_type
-    url: str = s3.generate_presigned_url(
-        "get_object",
-        Params=params,
-        ExpiresIn=_check_expiry(expires_in),
-        HttpMethod="GET",
-    )
-    return url
-
-
 class Presigner:
-    """Presigned GETs and PUTs of one bucket's objects: the URLs that :func:`presign_download`
-    and :func:`presign_upload` make (tests hold them equal, byte for byte), at a tenth of the
-    cost. A batch presigns up to 100 uploads and a listing up to 1000 downloads per request.
+    """Presigned GETs and PUTs of one bucket's objects: the URLs that botocore's
+    ``generate_presigned_url`` makes (tests hold them equal, byte for byte,
+    ``tests/backend/botocore_presign.py``), at a tenth of the cost. A batch presigns up to
+    100 uploads and a listing up to 1000 downloads per request.
 
     botocore's ``generate_presigned_url`` resolves the endpoint (its rules engine), runs its
     event hooks and derives the signing key for every URL. Here the endpoint is resolved
@@ -210,7 +146,9 @@ class Presigner:
     def download_url(
         self, key: str, *, expires_in: int, content_type: str | None = None, version_id: str | None = None
     ) -> str:
-        """What :func:`presign_download` makes for these arguments."""
+        """A presigned GET URL for an object; ``content_type`` fixes the type S3 answers with,
+        and ``version_id`` names the one version it serves (whatever is written to the key
+        later)."""
         params = []
         if version_id:
             params.append(("versionId", version_id))
@@ -227,7 +165,12 @@ class Presigner:
         sha256_hex: str | None = None,
         expires_in: int,
     ) -> tuple[str, dict[str, str]]:
-        """What :func:`presign_upload` makes for these arguments: the URL and its headers."""
+        """A presigned SigV4 PUT URL and the exact headers that the upload must send with it.
+
+        The URL signs ``content-type``, ``content-length`` and, when ``sha256_hex`` is given,
+        ``x-amz-checksum-sha256`` (the digest in base64, as S3 wants it): S3 refuses a PUT
+        whose headers differ, and verifies the body against the signed checksum. It expires
+        after ``expires_in`` seconds."""
         headers = _upload_headers(content_type, content_length, sha256_hex)
         return self._sign("PUT", key, [], headers, expires_in), headers
 

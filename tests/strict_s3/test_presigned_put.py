@@ -2,7 +2,7 @@
 with signature validation on (each test runs against both, see conftest.py).
 
 moto accepts any body for a presigned URL; this tier proves that an S3 that enforces SigV4
-refuses every lie a client can tell with a URL from `presign_upload`, and accepts the honest
+refuses every lie a client can tell with a URL from the backend's `Presigner`, and accepts the honest
 upload made with exactly the headers the backend returned. Each refusal is followed by a check
 that nothing was stored and, where the URL is still valid, by the honest upload through the same
 URL, so a refusal can only be blamed on the lie.
@@ -14,6 +14,7 @@ import base64
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from imgup.backend.storage import presign_upload
+from imgup.backend.storage import Presigner
 
 pytestmark = pytest.mark.strict_s3
 
@@ -45,11 +46,11 @@ def presign(
     expires_in: int = EXPIRY_S,
     body: bytes = BODY,
     content_type: str = CONTENT_TYPE,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[str, dict[str, str]]:
-    return presign_upload(
-        s3,
-        bucket=bucket,
-        key=key,
+    # As the handlers presign: the credentials the client signs with (a Lambda's own).
+    return Presigner(s3, s3._request_signer._credentials, bucket, clock=clock).upload(
+        key,
         content_type=content_type,
         content_length=len(body),
         sha256_hex=hashlib.sha256(body).hexdigest() if sha256 else None,
