@@ -308,8 +308,8 @@ class Emitter:
             elif self.fmt is Format.JSON:
                 write_data("[")
             elif self.fmt is Format.TABLE and stdout_is_terminal() and not self.vertical:
+                # The header comes with the first row: a table of nothing shows nothing.
                 self._widths = plan_widths(self.columns, _terminal_width(), self.hints)
-                write_data("  ".join(cell(c.header, c.width or 0, c.right) for c in self._widths).rstrip())
         return self
 
     def row(self, item: Mapping[str, Any]) -> None:
@@ -339,6 +339,8 @@ class Emitter:
                 value = item.get(name)
                 write_data(f"{name:<{width}}  {printable(_text(value))}")
         elif self._widths:
+            if not self.count:
+                write_data("  ".join(cell(c.header, c.width or 0, c.right) for c in self._widths).rstrip())
             cells = [cell(printable(c.render(item.get(c.name))), c.width or 0, c.right) for c in self._widths]
             write_data("  ".join(cells).rstrip())
         else:  # a table into a pipe or a file: raw fields, tab-separated, nothing cut

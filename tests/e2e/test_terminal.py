@@ -302,6 +302,21 @@ def test_a_batch_where_nothing_succeeds_exits_7_with_one_line_per_problem(
     assert missing.stdout == unknown.stdout == ""
 
 
+def test_at_a_terminal_nothing_to_upload_shows_no_table_header_and_no_progress(
+    local_stack, tmp_path: Path
+) -> None:
+    [good] = write_pngs(tmp_path, ["good.png"], size=1000)
+
+    nothing = run_at_terminal("upload", str(tmp_path / "nosuch.png"), env=local_stack.env, stdout_too=True)
+    one = run_at_terminal("upload", str(good), env=local_stack.env, stdout_too=True)
+
+    assert nothing.code == 7 and "nosuch.png: no such file." in nothing.screen
+    assert one.code == 0
+    header = re.compile(r"Name +Size +Type +Id")
+    assert header.search(one.screen) and one.screen.index("good.png") > header.search(one.screen).start()
+    assert not header.search(nothing.screen) and "Uploading" not in nothing.screen, nothing.screen
+
+
 def test_a_batch_where_some_succeed_exits_6(local_stack, tmp_path: Path) -> None:
     [good] = write_pngs(tmp_path, ["good.png"], size=1000)
 
