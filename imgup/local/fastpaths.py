@@ -81,7 +81,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 _FAST = "_imgup_fast"
@@ -89,7 +89,8 @@ _in_query = threading.local()
 
 
 def install() -> None:
-    """Install all ten (idempotent)."""
+    """Install all ten, and the S3 read fix (idempotent)."""
+    install_deleted_key_reads()
     _install_random_strings()
     _install_top_level_projection()
     _install_plain_results()
@@ -100,6 +101,50 @@ def install() -> None:
     _install_parsed_conditions()
     _install_item_sizes()
     _install_string_index()
+
+
+class _Property(property):
+    """A property that can carry the marks of ``_replace``."""
+
+
+def install_deleted_key_reads() -> None:
+    """Reading an S3 object that is being deleted answers as S3 does, not with a crash.
+
+    moto closes a deleted version's buffer without taking the lock its reads hold, so a GET
+    that had found the version a moment before failed with "I/O operation on closed file"
+    (the local stack answered 500; moto in-process raised it into the caller). That is a
+    verification read racing a rejection that deletes the object, which the complete call
+    and the S3 event do by design. Now the buffer is closed under that lock, and a read
+    after it answers NoSuchKey, one of S3's two answers to a GET racing a DELETE (the other
+    being the bytes)."""
+    from moto.s3.exceptions import MissingKey
+    from moto.s3.models import FakeKey
+
+    dispose, value = FakeKey.dispose, cast(property, FakeKey.__dict__["value"])
+    if getattr(dispose, _FAST, False):
+        return
+
+    def locked_dispose(self: Any, garbage: bool = False) -> None:
+        lock = getattr(self, "lock", None)
+        if lock is None:
+            dispose(self, garbage)
+            return
+        with lock:
+            dispose(self, garbage)
+
+    getter = cast(Any, value.fget)
+
+    def read(self: Any) -> bytes:
+        try:
+            data: bytes = getter(self)
+        except ValueError:
+            if getattr(self, "disposed", False):
+                raise MissingKey(key=self.name) from None
+            raise
+        return data
+
+    _replace(FakeKey, "dispose", locked_dispose, dispose)
+    _replace(FakeKey, "value", _Property(read, value.fset, value.fdel, value.__doc__), value)
 
 
 def _install_random_strings() -> None:

@@ -4,8 +4,10 @@ and a moto account holding the contract's table and bucket."""
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -59,7 +61,31 @@ def _client(service: str) -> object:
     return _CLIENTS[service]
 
 
+_MOTO_CALLS = threading.Lock()
+
+
+def _one_moto_call_at_a_time() -> None:
+    """moto in-process is not thread-safe: two threads' calls interleave inside it (a
+    DynamoDB write iterating a dictionary another write grows; an S3 read of a version that
+    a delete is closing), where AWS applies each request whole. The handlers' own race
+    tests (the complete call against the S3 event) run threads, so moto takes their calls
+    one at a time, as each AWS request is atomic; the handlers' logic still races freely."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+    if getattr(original, "_one_at_a_time", False):
+        return
+
+    def call(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        with _MOTO_CALLS:
+            return original(self, event_name, request, **kwargs)
+
+    call._one_at_a_time = True  # type: ignore[attr-defined]
+    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+
+
 def _stack(env: dict[str, str], *, versioned: bool) -> Iterator[Stack]:
+    _one_moto_call_at_a_time()
     with mock_aws():
         s3, dynamodb = _client("s3"), _client("dynamodb")
         s3.create_bucket(Bucket=BUCKET)

@@ -37,7 +37,7 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
-    from moto.s3.models import S3Backend
+    from moto.s3.models import FakeKey, S3Backend
     from moto.s3.utils import _VersionedKeyStore
 
     patched = [
@@ -48,6 +48,8 @@ def moto_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
         (responses, "method_names_from_class"),
         (Item, "project"),
         (S3Backend, "list_object_versions"),
+        (FakeKey, "dispose"),
+        (FakeKey, "value"),
         (_VersionedKeyStore, "iterlists"),
         (BackendDict, "_create_account_specific_backend"),
         (ConditionExpressionParser, "parse"),
@@ -638,3 +640,27 @@ def test_random_strings_are_drawn_as_moto_draws_them_in_one_call() -> None:
         assert mock_random.get_random_string(length=52) == first  # still reproducible when seeded
     finally:
         mock_random.seed()  # back to unpredictable, for the tests after this one
+
+
+def test_a_read_of_an_s3_version_deleted_meanwhile_answers_no_such_key() -> None:
+    # moto closed a deleted version's buffer under a read that had found it: "I/O operation
+    # on closed file" (a 500 on the local stack). S3 answers such a read with the bytes or
+    # NoSuchKey; now moto does too, and a read before the delete still gets the bytes.
+    import boto3
+    from moto import mock_aws
+    from moto.s3.exceptions import MissingKey
+
+    fastpaths.install_deleted_key_reads()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bucket-one")
+        s3.put_object(Bucket="bucket-one", Key="k", Body=b"hello")
+        from moto.s3.models import s3_backends
+
+        key = s3_backends["123456789012"]["aws"].get_object("bucket-one", "k")
+        assert key is not None and key.value == b"hello"
+        key.dispose()  # what deleting the version does, while a reader holds the key
+        with pytest.raises(MissingKey):
+            key.value  # noqa: B018 - the read is the test
+        fastpaths.install_deleted_key_reads()  # installing again changes nothing
+        assert type(key).value.__wrapped__.fget is not None
