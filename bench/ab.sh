@@ -2,7 +2,8 @@
 # A/B of two imgup checkouts on the same files, under the same conditions: each checkout
 # deploys a local stack of its own, both are warmed with 20 files, then they take turns,
 # one upload after the other (the paths on stdin, `imgup upload - -q`), deleting what each
-# run stored before the next. Prints the wall seconds of every round.
+# run stored before the next, and waiting for each stack's background work (S3 events,
+# thumbnails) before the other's turn. Prints the wall seconds of every round.
 #
 #   bash bench/ab.sh BASE_DIR NEW_DIR PATHS_FILE [ROUNDS]
 #
