@@ -359,9 +359,7 @@ def upload(
         else:
             output.error(f"{outcome.source}: {outcome.error}")
 
-    display = UploadDisplay(
-        good, enabled=bool(good) and output.animate() and not no_progress, on_result=on_result
-    )
+    display = UploadDisplay(good, enabled=output.animate() and not no_progress, on_result=on_result)
     try:
         with display:
             outcomes = (

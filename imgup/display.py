@@ -66,7 +66,8 @@ def _fraction(done: int, total: int) -> str:
 
 class UploadDisplay:
     """Renders upload events: progress on stderr and, through ``on_result``, each outcome.
-    Disabled, it only passes the outcomes on: no bars are kept for nobody to see."""
+    Disabled, or with no file to upload, it only passes the outcomes on: no bars are kept
+    for nobody to see."""
 
     def __init__(
         self,
@@ -77,7 +78,7 @@ class UploadDisplay:
     ) -> None:
         self.total_files = len(files)
         self.on_result = on_result
-        self.enabled = enabled
+        self.enabled = enabled and bool(files)
         self.done = 0
         self.failed = 0
         self._lock = threading.Lock()

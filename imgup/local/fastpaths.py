@@ -81,6 +81,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import urlparse
 
@@ -652,12 +653,12 @@ def dynamodb_handler(environ: dict[str, Any]) -> Any:
     handler.is_werkzeug_request = True  # as moto's own server: the server adds the Date
     handler.normalized_request = None
     handler.parsed_url = urlparse(url)
-    handler.body = handler.raw_body = text
+    handler.body, handler.raw_body = text, raw
     handler.form_data = ImmutableMultiDict()
     handler.querystring = handler.data = {}
     handler.uri, handler.path, handler.raw_path = url, handler.parsed_url.path, path
     handler.method = "POST"
-    handler.region = handler.get_region_from_url(_Headed(headers), url)
+    handler.region = handler.get_region_from_url(SimpleNamespace(headers=headers), url)
     handler.partition = get_partition(handler.region)
     handler.uri_match = {}
     handler.headers = headers
@@ -672,10 +673,3 @@ def dynamodb_handler(environ: dict[str, Any]) -> Any:
         region=handler.region,
     )
     return handler
-
-
-class _Headed:
-    """What ``get_region_from_url`` reads of a request: its headers."""
-
-    def __init__(self, headers: Any) -> None:
-        self.headers = headers
