@@ -379,6 +379,11 @@ def _dynamodb_call(environ: dict[str, Any]) -> Any:
 
 
 def _s3_object_call(environ: dict[str, Any]) -> Any:
+    """moto's answer to an S3 object call; a plain GetObject straight from its backend
+    (``fastpaths.s3_object_get``)."""
+    answer = fastpaths.s3_object_get(environ)
+    if answer is not None:
+        return answer
     from moto.s3.responses import S3Response
 
     return _with_request(S3Response.key_dispatch, environ)

@@ -292,3 +292,154 @@ def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_f
     assert ranged["ContentRange"] == "bytes 0-99/10248" and bytes.fromhex(ranged["Body"]) == body[:100]
     assert len(direct[20][1]["Responses"]["<name>"]) == 3
     assert direct[22][1]["Item"]["raws"] == {"BS": ["b'1'"]} and direct[24][1]["Count"] == 4
+
+
+_REQUEST_IDS = {"x-amz-request-id", "x-amz-id-2", "x-amzn-requestid"}
+
+
+def _raw(answer: tuple[str, list[tuple[str, str]], list[bytes]]) -> list[Any]:
+    """An answer as it goes on the wire, but for its random request ids."""
+    status, headers, body = answer
+    kept = sorted((name.lower(), value) for name, value in headers if name.lower() not in _REQUEST_IDS)
+    return [status, kept, b"".join(body).hex()]
+
+
+def compare_object_reads() -> dict[str, Any]:
+    """Every S3 object GET of a scenario, answered twice from the same environ: by
+    ``fastpaths.s3_object_get`` (when it takes the call) and by moto's own handler; the
+    client gets moto's. Run in a process of its own, as above."""
+    import copy
+    import io
+    import json
+
+    from botocore.exceptions import ClientError
+
+    from imgup.local import fastpaths, server
+
+    endpoint = "http://127.0.0.1:9"
+    server.LocalStackApp(endpoint)
+    compared: list[dict[str, Any]] = []
+    moto_call = server._s3_object_call
+
+    def through_moto(environ: dict[str, Any]) -> Any:
+        from moto.s3.responses import S3Response
+
+        return server._with_request(S3Response.key_dispatch, environ)
+
+    def both(environ: dict[str, Any]) -> Any:
+        if environ["REQUEST_METHOD"] != "GET":
+            return moto_call(environ)
+        body = environ["wsgi.input"].getvalue()
+        mine = {**copy.copy(environ), "wsgi.input": io.BytesIO(body)}
+        fast = fastpaths.s3_object_get(mine)
+        theirs = server._call_moto(through_moto, environ)
+        compared.append(
+            {
+                "path": environ["PATH_INFO"],
+                "fast": None if fast is None else _raw(server._call_moto(lambda e: fast, mine)),
+                "moto": _raw(theirs),
+            }
+        )
+        return through_moto({**environ, "wsgi.input": io.BytesIO(body)})
+
+    server._s3_object_call = both  # type: ignore[assignment]
+    s3 = inprocess.Clients(endpoint)("s3", "us-east-1")
+    name, data = "reads", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+    )
+    first = s3.put_object(Bucket=name, Key="images/a.png", Body=data[:100], ContentType="image/png")
+    second = s3.put_object(
+        Bucket=name,
+        Key="images/a.png",
+        Body=data,
+        ContentType="image/png",
+        ChecksumAlgorithm="SHA256",
+        Metadata={"my_key": "v"},
+        Tagging="a=b",
+        CacheControl="no-cache",
+    )
+    s3.put_object(Bucket=name, Key="images/gone.png", Body=b"x")
+    s3.delete_object(Bucket=name, Key="images/gone.png")
+    s3.put_object(Bucket=name, Key="images/b c.png", Body=b"spaced")
+    reads = [
+        dict(Key="images/a.png"),
+        dict(Key="images/a.png", ChecksumMode="ENABLED"),
+        dict(Key="images/a.png", VersionId=first["VersionId"]),
+        dict(Key="images/a.png", VersionId=first["VersionId"], ChecksumMode="ENABLED"),
+        dict(Key="images/a.png", Range="bytes=0-9"),
+        dict(Key="images/a.png", IfNoneMatch=second["ETag"]),
+        dict(Key="images/a.png", ResponseContentType="text/plain"),
+        dict(Key="images/a.png", VersionId="no-such-version"),
+        dict(Key="images/missing.png"),
+        dict(Key="images/gone.png"),
+        dict(Key="images/b c.png"),
+    ]
+    outcomes = []
+    for read in reads:
+        try:
+            outcomes.append(["ok", _plain(s3.get_object(Bucket=name, **read), name)])
+        except ClientError as exc:
+            outcomes.append(["error", exc.response["Error"]["Code"]])
+    s3.put_bucket_policy(
+        Bucket=name,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{name}/*"}
+                ],
+            }
+        ),
+    )
+    try:
+        s3.get_object(Bucket=name, Key="images/a.png")
+        outcomes.append(["ok"])
+    except ClientError as exc:
+        outcomes.append(["error", exc.response["Error"]["Code"]])
+    return {"compared": compared, "outcomes": outcomes}
+
+
+def test_a_plain_object_read_is_answered_from_motos_backend_as_moto_answers_it() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json; from tests.unit.test_local_inprocess import compare_object_reads as c; "
+        "print(json.dumps(c(), default=str))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+    compared = found["compared"]
+
+    assert len(compared) == 12
+    taken = [c for c in compared if c["fast"] is not None]
+    # the four plain reads (current or older version, checksum asked for or not); the range,
+    # the condition, the header override, the missing key or version, the delete marker,
+    # the encoded key and the read a bucket policy denies are moto's
+    assert len(taken) == 4
+    for read in taken:
+        assert read["fast"] == read["moto"]
+    # boto3 asks for the checksum of every read (ChecksumMode or not): each version's own
+    current, older = dict(compared[0]["moto"][1]), dict(compared[2]["moto"][1])
+    assert current["x-amz-checksum-sha256"] and older["x-amz-checksum-crc32"]
+    assert current["x-amz-meta-my_key"] == "v" and current["x-amz-server-side-encryption"] == "AES256"
+    assert current["x-amz-tagging-count"] == "1" and current["cache-control"] == "no-cache"
+    assert older["content-length"] == "100" and older["x-amz-version-id"] != current["x-amz-version-id"]
+    assert [c["moto"][0].split()[0] for c in compared[4:]] == [
+        "206", "304", "200", "404", "404", "404", "200", "403"
+    ]
+    assert dict(compared[6]["moto"][1])["content-type"] == "text/plain"
+    outcomes = found["outcomes"]
+    assert [o[0] for o in outcomes[:5]] == ["ok"] * 5
+    assert outcomes[5] == ["error", "304"] and outcomes[-1] == ["error", "403"]
+    assert bytes.fromhex(outcomes[0][1]["Body"]).startswith(b"\x89PNG") and outcomes[0][1]["ContentLength"] == 10248
