@@ -11,8 +11,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from rich.markup import escape
-
 from . import config, output
 from .api import ImageApi, RetryPolicy, make_http_client
 from .aws import AwsTarget, aws_target, check_region, local_target, region_source
@@ -30,6 +28,8 @@ class StderrReporter:
     """Deploy and cleanup progress, one line per step or stack event, on stderr."""
 
     def step(self, text: str) -> None:
+        from rich.markup import escape
+
         output.err.print(f"[bold]•[/] {escape(output.printable(text))}", highlight=False)
 
     def stack_event(self, event: StackEvent) -> None:
@@ -40,6 +40,8 @@ class StderrReporter:
         )
         reason = f"  {event.reason}" if event.reason and event.status.endswith("FAILED") else ""
         detail = output.printable(f"{event.logical_id} ({event.resource_type}){reason}")
+        from rich.markup import escape
+
         output.err.print(f"  [{colour}]{event.status:<20}[/] {escape(detail)}", highlight=False)
 
 

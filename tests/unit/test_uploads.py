@@ -516,7 +516,11 @@ def test_many_files_cost_a_few_batch_requests_not_two_per_file(tmp_path):
 
 
 class SlowBatches(FakeCloud):
-    """Batch requests that take a while to answer, and the most of each at once."""
+    """Batch requests that take a while to answer, and the most of each at once. A
+    completion takes longer than a stored file waits to be completed (COMPLETE_AFTER), so
+    that more files are waiting while one runs, however fast the machine sends them."""
+
+    DELAYS = {"/v1/uploads": 0.05, "/v1/uploads/complete": 0.3}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -531,7 +535,7 @@ class SlowBatches(FakeCloud):
             self.running[path] += 1
             self.most[path] = max(self.most[path], self.running[path])
         try:
-            time.sleep(0.05)
+            time.sleep(self.DELAYS[path])
             return super().__call__(request)
         finally:
             with self.lock:
