@@ -98,7 +98,9 @@ def animate() -> bool:
     """Whether progress may animate: stderr is a terminal and NO_COLOR is not set."""
     if _plain_stderr():
         return False
-    return stderr_console().is_terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    return (
+        stderr_console().is_terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    )
 
 
 class live_display:  # noqa: N801 - a context manager used like a function

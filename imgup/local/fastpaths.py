@@ -714,7 +714,11 @@ def s3_object_get(environ: dict[str, Any]) -> tuple[int, dict[str, Any], bytes] 
     ``tests/unit/test_local_inprocess.py`` holds the two answers equal."""
     if environ.get("REQUEST_METHOD") != "GET" or not environ.get("HTTP_AUTHORIZATION"):
         return None
-    if not _LOCAL_HOST.fullmatch(environ.get("HTTP_HOST", "")) or environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+    if not _LOCAL_HOST.fullmatch(environ.get("HTTP_HOST", "")) or environ.get("CONTENT_LENGTH") not in (
+        None,
+        "",
+        "0",
+    ):
         return None
     if any(environ.get(name) for name in _READ_CONDITIONS):
         return None
@@ -790,4 +794,4 @@ def s3_object_get(environ: dict[str, Any]) -> tuple[int, dict[str, Any], bytes] 
     answer.update(key.metadata)
     answer["Accept-Ranges"] = "bytes"
     status, answered, body = S3Response._send_response((200, answer, key.value))
-    return status, answered, body
+    return status, answered, body.encode("utf-8") if isinstance(body, str) else body

@@ -349,7 +349,9 @@ def compare_object_reads() -> dict[str, Any]:
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_encryption(
         Bucket=name,
-        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
     )
     first = s3.put_object(Bucket=name, Key="images/a.png", Body=data[:100], ContentType="image/png")
     second = s3.put_object(
@@ -390,7 +392,12 @@ def compare_object_reads() -> dict[str, Any]:
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{name}/*"}
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{name}/*",
+                    }
                 ],
             }
         ),
@@ -436,10 +443,20 @@ def test_a_plain_object_read_is_answered_from_motos_backend_as_moto_answers_it()
     assert current["x-amz-tagging-count"] == "1" and current["cache-control"] == "no-cache"
     assert older["content-length"] == "100" and older["x-amz-version-id"] != current["x-amz-version-id"]
     assert [c["moto"][0].split()[0] for c in compared[4:]] == [
-        "206", "304", "200", "404", "404", "404", "200", "403"
+        "206",
+        "304",
+        "200",
+        "404",
+        "404",
+        "404",
+        "200",
+        "403",
     ]
     assert dict(compared[6]["moto"][1])["content-type"] == "text/plain"
     outcomes = found["outcomes"]
     assert [o[0] for o in outcomes[:5]] == ["ok"] * 5
     assert outcomes[5] == ["error", "304"] and outcomes[-1] == ["error", "403"]
-    assert bytes.fromhex(outcomes[0][1]["Body"]).startswith(b"\x89PNG") and outcomes[0][1]["ContentLength"] == 10248
+    assert (
+        bytes.fromhex(outcomes[0][1]["Body"]).startswith(b"\x89PNG")
+        and outcomes[0][1]["ContentLength"] == 10248
+    )

@@ -19,7 +19,9 @@ SAY = (
 
 def say(**env: str) -> tuple[list[str], str]:
     """What the lines write on a piped stderr, and the rich modules loaded meanwhile."""
-    base = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"}}
+    base = {
+        k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"}
+    }
     done = subprocess.run(
         [sys.executable, "-c", SAY],
         cwd=ROOT,
