@@ -251,14 +251,16 @@ def compare_direct_and_flask() -> dict[str, Any]:
     return {"fast": fast, "sent": sent, "flask": through_flask, **counts}
 
 
-def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_flask_app() -> None:
+def in_own_process(name: str) -> Any:
+    """What this module's function ``name`` returns, run in a Python process of its own (the
+    local stack's application patches moto and botocore for its whole process)."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
     code = (
-        "import json; from tests.unit.test_local_inprocess import compare_direct_and_flask as c; "
+        f"import json; from tests.unit.test_local_inprocess import {name} as c; "
         "print(json.dumps(c(), default=str))"
     )
     root = Path(__file__).resolve().parents[2]
@@ -266,7 +268,11 @@ def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_f
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_calls_answered_by_motos_handlers_directly_are_answered_as_through_its_flask_app() -> None:
+    found = in_own_process(compare_direct_and_flask.__name__)
 
     assert found["direct"] >= 30  # all but the bucket's own settings, in both first runs
     assert found["beforeCall"] >= 14  # DynamoDB and the S3 reads, in the first run
@@ -411,21 +417,7 @@ def compare_object_reads() -> dict[str, Any]:
 
 
 def test_a_plain_object_read_is_answered_from_motos_backend_as_moto_answers_it() -> None:
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = (
-        "import json; from tests.unit.test_local_inprocess import compare_object_reads as c; "
-        "print(json.dumps(c(), default=str))"
-    )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout)
+    found = in_own_process(compare_object_reads.__name__)
     compared = found["compared"]
 
     assert len(compared) == 12
