@@ -647,7 +647,6 @@ def dynamodb_handler(environ: dict[str, Any]) -> Any:
         return None
     from moto.core.request import EnvironHeaders
     from moto.dynamodb.responses import DynamoHandler
-    from moto.iam.models import mark_account_as_visited
     from moto.utilities.utils import get_partition
     from werkzeug.datastructures import ImmutableMultiDict
 
@@ -665,12 +664,22 @@ def dynamodb_handler(environ: dict[str, Any]) -> Any:
     handler.querystring = handler.data = {}
     handler.uri, handler.path, handler.raw_path = url, handler.parsed_url.path, path
     handler.method = "POST"
-    handler.region = handler.get_region_from_url(SimpleNamespace(headers=headers), url)
-    handler.partition = get_partition(handler.region)
     handler.uri_match = {}
     handler.headers = headers
     handler.response_headers = {"server": "amazon.com"}
     handler.params = params
+    _identify(handler, url)
+    handler.partition = get_partition(handler.region)
+    return handler
+
+
+def _identify(handler: Any, url: str) -> None:
+    """What moto's ``setup_class`` ends with, from the handler's ``headers`` and
+    ``querystring``: the request's region, access key and account, the account marked as
+    visited with IAM."""
+    from moto.iam.models import mark_account_as_visited
+
+    handler.region = handler.get_region_from_url(SimpleNamespace(headers=handler.headers), url)
     handler.access_key = handler.get_access_key()
     handler.current_account = handler.get_current_account()
     mark_account_as_visited(
@@ -679,7 +688,6 @@ def dynamodb_handler(environ: dict[str, Any]) -> Any:
         service=handler.service_name,
         region=handler.region,
     )
-    return handler
 
 
 # --- S3 object reads answered from moto's backend --------------------------------------------
@@ -738,7 +746,6 @@ def s3_object_get(environ: dict[str, Any]) -> tuple[int, dict[str, Any], bytes] 
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.core.request import EnvironHeaders
     from moto.iam.access_control import PermissionResult
-    from moto.iam.models import mark_account_as_visited
     from moto.s3.exceptions import S3ClientError
     from moto.s3.models import s3_backends
     from moto.s3.responses import (
@@ -755,16 +762,7 @@ def s3_object_get(environ: dict[str, Any]) -> tuple[int, dict[str, Any], bytes] 
     handler: Any = S3Response()  # what setup_class sets for the look-ups below
     handler.headers = headers
     handler.querystring = {name: [value] for name, value in query}
-    url = f"http://{environ['HTTP_HOST']}{raw_path}"
-    handler.region = handler.get_region_from_url(SimpleNamespace(headers=headers), url)
-    handler.access_key = handler.get_access_key()
-    handler.current_account = handler.get_current_account()
-    mark_account_as_visited(
-        account_id=handler.current_account,
-        access_key=handler.access_key,
-        service="s3",
-        region=handler.region,
-    )
+    _identify(handler, f"http://{environ['HTTP_HOST']}{raw_path}")
     region = extract_region_from_aws_authorization(environ["HTTP_AUTHORIZATION"]) or DEFAULT_REGION_NAME
     partition = get_partition(region)
     backend = s3_backends[handler.current_account][partition]
